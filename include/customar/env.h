@@ -1,0 +1,52 @@
+// Every CUSTOMAR_* environment variable, in one table (src/common/env.cpp) with its name, default and meaning.
+// The environment is read once, on first use, and cached for the life of the process; non-default values are
+// logged at INFO when the first communicator is built. `customar-info --env` prints the table.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace customar {
+
+/// One documented variable.
+struct EnvVar {
+  const char* name;
+  const char* default_value;
+  const char* meaning;
+};
+
+/// The table of every variable customar reads.
+const std::vector<EnvVar>& env_vars();
+
+/// Log levels of CUSTOMAR_DEBUG.
+enum class LogLevel : int { kNone = 0, kWarn = 1, kInfo = 2, kTrace = 3 };
+
+/// The parsed environment.
+struct Env {
+  LogLevel debug = LogLevel::kWarn;
+  std::string debug_subsys;  ///< comma-separated subsystems; empty = all.
+  std::string topo_file;
+  std::string topo_dump_file;
+  std::string config_file;
+  bool disable = false;
+  bool disable_v2 = false;
+  std::string algo;                  ///< empty = chosen by the config.
+  int64_t timeout_ms = 10000;        ///< bounded waits of the data path.
+  int64_t init_timeout_ms = 120000;  ///< bounded waits of set-up exchanges (a peer may be compiling kernels).
+  std::string cache_dir;
+  std::string jit_dump;
+  bool check = false;
+  /// Names of variables that are set to a non-default value, for the INFO log.
+  std::vector<std::string> non_default;
+};
+
+/// Parses the environment through `getenv_fn` (nullptr for an unset variable). Throws ConfigError for a value that
+/// is not allowed (the message names the variable and what it accepts).
+Env parse_env(const std::function<const char*(const char*)>& getenv_fn);
+
+/// This process's environment, parsed once (thread-safe) and cached. Throws ConfigError like parse_env().
+const Env& env();
+
+}  // namespace customar

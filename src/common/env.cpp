@@ -1,0 +1,115 @@
+// The one place that documents every CUSTOMAR_* variable. Add a variable here (table and parse_env) and nowhere
+// else; everything else reads env().
+#include "customar/env.h"
+
+#include <cstdlib>
+#include <mutex>
+
+#include "customar/error.h"
+
+namespace customar {
+
+const std::vector<EnvVar>& env_vars() {
+  static const std::vector<EnvVar> vars = {
+      {"CUSTOMAR_DEBUG", "WARN", "log level: NONE, WARN, INFO or TRACE"},
+      {"CUSTOMAR_DEBUG_SUBSYS", "",
+       "comma-separated subsystems to log at INFO/TRACE: INIT,TOPO,CONFIG,JIT,COLL,GRAPH,MEM (empty or ALL: every "
+       "one)"},
+      {"CUSTOMAR_TOPO_FILE", "",
+       "load the topology from this JSON file instead of detecting it (tests, machines we do not have)"},
+      {"CUSTOMAR_TOPO_DUMP_FILE", "", "rank 0 writes the detected topology to this JSON file"},
+      {"CUSTOMAR_CONFIG_FILE", "", "JSON thresholds merged over the built-in table (the tuner writes one)"},
+      {"CUSTOMAR_DISABLE", "0", "1: use NCCL for every call"},
+      {"CUSTOMAR_DISABLE_V2", "0", "1: never use the run-time compiled V2 kernels (best of V1 / NCCL)"},
+      {"CUSTOMAR_ALGO", "",
+       "force an algorithm where the backend can run it: oneshot_push, oneshot_pull, twoshot or nccl"},
+      {"CUSTOMAR_TIMEOUT_MS", "10000",
+       "a kernel waiting for a peer gives up after this many milliseconds and the call throws TimeoutError naming the "
+       "peer"},
+      {"CUSTOMAR_INIT_TIMEOUT_MS", "120000", "set-up exchanges between ranks give up after this many milliseconds"},
+      {"CUSTOMAR_CACHE_DIR", "~/.cache/customar", "directory of the run-time compiled kernel cache (created 0700)"},
+      {"CUSTOMAR_JIT_DUMP", "", "directory to write each run-time compiled kernel's source, PTX and compile log into"},
+      {"CUSTOMAR_CHECK", "0",
+       "1: debug mode; every call first checks across ranks that all ranks passed the same count and dtype"},
+  };
+  return vars;
+}
+
+namespace {
+
+bool parse_bool(const char* name, const char* value) {
+  std::string v(value);
+  if (v == "1" || v == "true" || v == "TRUE" || v == "yes") return true;
+  if (v == "0" || v == "false" || v == "FALSE" || v == "no" || v.empty()) return false;
+  throw ConfigError(std::string(name) + "=" + v + ": expected 0 or 1");
+}
+
+int64_t parse_ms(const char* name, const char* value) {
+  char* end = nullptr;
+  errno = 0;
+  long long v = std::strtoll(value, &end, 10);
+  if (errno != 0 || end == value || *end != '\0' || v <= 0 || v > 24LL * 3600 * 1000)
+    throw ConfigError(std::string(name) + "=" + value + ": expected a whole number of milliseconds from 1 to 86400000");
+  return v;
+}
+
+}  // namespace
+
+Env parse_env(const std::function<const char*(const char*)>& getenv_fn) {
+  Env e;
+  for (const EnvVar& var : env_vars()) {
+    const char* raw = getenv_fn(var.name);
+    if (raw == nullptr) continue;
+    std::string name = var.name;
+    if (std::string(raw) != var.default_value) e.non_default.push_back(name + "=" + raw);
+    if (name == "CUSTOMAR_DEBUG") {
+      std::string v(raw);
+      if (v == "NONE")
+        e.debug = LogLevel::kNone;
+      else if (v == "WARN")
+        e.debug = LogLevel::kWarn;
+      else if (v == "INFO")
+        e.debug = LogLevel::kInfo;
+      else if (v == "TRACE")
+        e.debug = LogLevel::kTrace;
+      else
+        throw ConfigError("CUSTOMAR_DEBUG=" + v + ": expected NONE, WARN, INFO or TRACE");
+    } else if (name == "CUSTOMAR_DEBUG_SUBSYS") {
+      e.debug_subsys = raw;
+    } else if (name == "CUSTOMAR_TOPO_FILE") {
+      e.topo_file = raw;
+    } else if (name == "CUSTOMAR_TOPO_DUMP_FILE") {
+      e.topo_dump_file = raw;
+    } else if (name == "CUSTOMAR_CONFIG_FILE") {
+      e.config_file = raw;
+    } else if (name == "CUSTOMAR_DISABLE") {
+      e.disable = parse_bool(var.name, raw);
+    } else if (name == "CUSTOMAR_DISABLE_V2") {
+      e.disable_v2 = parse_bool(var.name, raw);
+    } else if (name == "CUSTOMAR_ALGO") {
+      std::string v(raw);
+      if (!v.empty() && v != "oneshot_push" && v != "oneshot_pull" && v != "twoshot" && v != "nccl")
+        throw ConfigError("CUSTOMAR_ALGO=" + v + ": expected oneshot_push, oneshot_pull, twoshot or nccl");
+      e.algo = v;
+    } else if (name == "CUSTOMAR_TIMEOUT_MS") {
+      e.timeout_ms = parse_ms(var.name, raw);
+    } else if (name == "CUSTOMAR_INIT_TIMEOUT_MS") {
+      e.init_timeout_ms = parse_ms(var.name, raw);
+    } else if (name == "CUSTOMAR_CACHE_DIR") {
+      e.cache_dir = raw;
+    } else if (name == "CUSTOMAR_JIT_DUMP") {
+      e.jit_dump = raw;
+    } else if (name == "CUSTOMAR_CHECK") {
+      e.check = parse_bool(var.name, raw);
+    }
+  }
+  return e;
+}
+
+const Env& env() {
+  // Parsed once: a later setenv() by the application does not change customar's behaviour mid-run.
+  static const Env cached = parse_env([](const char* name) { return std::getenv(name); });
+  return cached;
+}
+
+}  // namespace customar

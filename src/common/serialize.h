@@ -1,0 +1,62 @@
+// Byte packing for the small set-up messages ranks exchange through a Group.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "customar/error.h"
+
+namespace customar::detail {
+
+class Writer {
+ public:
+  template <typename T>
+  Writer& put(const T& v) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    const auto* p = reinterpret_cast<const uint8_t*>(&v);
+    buf_.insert(buf_.end(), p, p + sizeof(T));
+    return *this;
+  }
+  Writer& put_string(const std::string& s) {
+    put<uint32_t>(static_cast<uint32_t>(s.size()));
+    buf_.insert(buf_.end(), s.begin(), s.end());
+    return *this;
+  }
+  std::vector<uint8_t>& bytes() { return buf_; }
+
+ private:
+  std::vector<uint8_t> buf_;
+};
+
+class Reader {
+ public:
+  explicit Reader(const std::vector<uint8_t>& b) : b_(b) {}
+  template <typename T>
+  T get() {
+    static_assert(std::is_trivially_copyable_v<T>);
+    need(sizeof(T));
+    T v;
+    std::memcpy(&v, b_.data() + pos_, sizeof(T));
+    pos_ += sizeof(T);
+    return v;
+  }
+  std::string get_string() {
+    auto n = get<uint32_t>();
+    need(n);
+    std::string s(reinterpret_cast<const char*>(b_.data() + pos_), n);
+    pos_ += n;
+    return s;
+  }
+
+ private:
+  void need(size_t n) const {
+    if (pos_ + n > b_.size()) throw Error("a peer sent a truncated set-up message (ranks running different builds?)");
+  }
+  const std::vector<uint8_t>& b_;
+  size_t pos_ = 0;
+};
+
+}  // namespace customar::detail

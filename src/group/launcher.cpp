@@ -1,0 +1,221 @@
+// The fork + shared-memory launcher and its Group.
+#include "customar/launcher.h"
+
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <thread>
+
+#include "common/check.h"
+#include "common/log.h"
+#include "customar/env.h"
+#include "customar/error.h"
+
+namespace customar {
+
+namespace {
+
+constexpr int kMaxRanks = 64;
+// Bytes each rank can publish per exchange round; longer messages take several rounds. Set-up messages (IPC
+// handles, topology rows) are a few hundred bytes, so one round is the common case.
+constexpr size_t kSlotBytes = 64 * 1024;
+
+// Lives in an anonymous MAP_SHARED mapping inherited across fork(). The atomics are lock-free and hence
+// address-free, which is what makes them valid between processes.
+struct Shared {
+  std::atomic<uint32_t> arrived;
+  std::atomic<uint32_t> generation;
+  std::atomic<int32_t> dead_rank;  // set by the parent when a rank exits early; -1 = none
+  std::atomic<int32_t> dead_code;
+  std::atomic<uint64_t> entered[kMaxRanks];  // barriers each rank has entered, to name who is missing
+  uint64_t length[kMaxRanks];
+  alignas(64) uint8_t slots[1];  // nprocs * kSlotBytes follow
+};
+
+size_t shared_bytes(int nprocs) { return offsetof(Shared, slots) + static_cast<size_t>(nprocs) * kSlotBytes; }
+
+class ShmGroup final : public Group {
+ public:
+  ShmGroup(Shared* s, int rank, int size) : s_(s), rank_(rank), size_(size) {}
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+
+  void barrier() override {
+    uint64_t mine = s_->entered[rank_].fetch_add(1, std::memory_order_acq_rel) + 1;
+    uint32_t gen = s_->generation.load(std::memory_order_acquire);
+    if (s_->arrived.fetch_add(1, std::memory_order_acq_rel) + 1 == static_cast<uint32_t>(size_)) {
+      s_->arrived.store(0, std::memory_order_relaxed);
+      s_->generation.fetch_add(1, std::memory_order_release);  // releases every rank's slot writes
+      return;
+    }
+    auto start = std::chrono::steady_clock::now();
+    const int64_t timeout_ms = env().init_timeout_ms;
+    for (uint32_t spins = 0; s_->generation.load(std::memory_order_acquire) == gen; ++spins) {
+      int dead = s_->dead_rank.load(std::memory_order_acquire);
+      if (dead >= 0)
+        throw TimeoutError("launcher: rank " + std::to_string(dead) + " exited (code " +
+                               std::to_string(s_->dead_code.load()) + ") while rank " + std::to_string(rank_) +
+                               " waited for it",
+                           dead);
+      if (spins < 1000) continue;
+      // Set-up exchanges are rare; sleeping keeps a waiting rank from stealing a core from a compiling peer.
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+      auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+      if (waited.count() > timeout_ms) {
+        int missing = -1;
+        for (int r = 0; r < size_ && missing < 0; ++r)
+          if (s_->entered[r].load(std::memory_order_acquire) < mine) missing = r;
+        throw TimeoutError("launcher: rank " + std::to_string(missing) + " did not reach the exchange within " +
+                               std::to_string(timeout_ms) + " ms (CUSTOMAR_INIT_TIMEOUT_MS)",
+                           missing);
+      }
+    }
+  }
+
+  std::vector<Bytes> all_gather(std::span<const uint8_t> in) override {
+    std::vector<Bytes> out(size_);
+    s_->length[rank_] = in.size();
+    size_t sent = 0;
+    size_t longest = 0;
+    for (int round = 0;; ++round) {
+      size_t n = std::min(kSlotBytes, in.size() - sent);
+      if (n) std::memcpy(slot(rank_), in.data() + sent, n);
+      sent += n;
+      barrier();
+      if (round == 0) {
+        for (int r = 0; r < size_; ++r) {
+          out[r].reserve(s_->length[r]);
+          longest = std::max<size_t>(longest, s_->length[r]);
+        }
+      }
+      for (int r = 0; r < size_; ++r) {
+        size_t have = out[r].size();
+        size_t take = std::min(kSlotBytes, s_->length[r] - have);
+        out[r].insert(out[r].end(), slot(r), slot(r) + take);
+      }
+      barrier();  // every rank has read the slots before anyone overwrites them
+      if (static_cast<size_t>(round + 1) * kSlotBytes >= longest) break;
+    }
+    return out;
+  }
+
+ private:
+  uint8_t* slot(int r) { return s_->slots + static_cast<size_t>(r) * kSlotBytes; }
+  Shared* s_;
+  int rank_;
+  int size_;
+};
+
+class SingleGroup final : public Group {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  std::vector<Bytes> all_gather(std::span<const uint8_t> in) override { return {Bytes(in.begin(), in.end())}; }
+  void barrier() override {}
+};
+
+int decode_status(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return 1;
+}
+
+}  // namespace
+
+std::unique_ptr<Group> make_single_group() { return std::make_unique<SingleGroup>(); }
+
+std::vector<RankExit> launch(int nprocs, const std::function<int(Group&)>& fn, const LaunchOptions& options) {
+  if (nprocs < 1 || nprocs > kMaxRanks)
+    throw InvalidArgument("launch: nprocs=" + std::to_string(nprocs) + "; allowed: 1.." + std::to_string(kMaxRanks));
+  size_t bytes = shared_bytes(nprocs);
+  void* mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  CUSTOMAR_SYS_CHECK(mem != MAP_FAILED, "mmap(MAP_SHARED | MAP_ANONYMOUS)");
+  auto* s = new (mem) Shared;  // zero-filled by the kernel; placement-new starts the atomics' lifetimes
+  s->arrived.store(0);
+  s->generation.store(0);
+  s->dead_rank.store(-1);
+  s->dead_code.store(0);
+  for (auto& e : s->entered) e.store(0);
+
+  std::fflush(stdout);
+  std::fflush(stderr);
+  std::vector<pid_t> pids(nprocs, -1);
+  for (int r = 0; r < nprocs; ++r) {
+    pid_t pid = fork();
+    if (pid < 0) {
+      int saved = errno;
+      for (int k = 0; k < r; ++k) kill(pids[k], SIGKILL);
+      for (int k = 0; k < r; ++k) waitpid(pids[k], nullptr, 0);
+      munmap(mem, bytes);
+      errno = saved;
+      CUSTOMAR_SYS_CHECK(false, "fork");
+    }
+    if (pid == 0) {
+      log::set_rank(r);
+      int code = 1;
+      try {
+        ShmGroup group(s, r, nprocs);
+        code = fn(group);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "customar launcher: rank %d failed: %s\n", r, e.what());
+      } catch (...) {
+        std::fprintf(stderr, "customar launcher: rank %d failed with an unknown exception\n", r);
+      }
+      std::fflush(stdout);
+      std::fflush(stderr);
+      // _exit, not exit: a forked child must not run the parent's atexit handlers or flush its copies of buffers.
+      _exit(code);
+    }
+    pids[r] = pid;
+  }
+
+  std::vector<RankExit> result(nprocs);
+  for (int r = 0; r < nprocs; ++r) result[r].rank = r;
+  int remaining = nprocs;
+  auto start = std::chrono::steady_clock::now();
+  bool killed = false;
+  while (remaining > 0) {
+    int status = 0;
+    pid_t pid = waitpid(-1, &status, options.deadline_s > 0 ? WNOHANG : 0);
+    if (pid == 0) {
+      double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (elapsed > options.deadline_s && !killed) {
+        killed = true;
+        std::fprintf(stderr, "customar launcher: deadline of %.0f s passed; killing the remaining ranks\n",
+                     options.deadline_s);
+        for (int r = 0; r < nprocs; ++r)
+          if (pids[r] > 0) kill(pids[r], SIGKILL);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      continue;
+    }
+    if (pid < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    auto it = std::find(pids.begin(), pids.end(), pid);
+    if (it == pids.end()) continue;
+    int r = static_cast<int>(it - pids.begin());
+    *it = -1;
+    --remaining;
+    result[r].exit_code = decode_status(status);
+    if (result[r].exit_code != 0) {
+      // Tell the ranks still waiting for r that it is gone, so they fail now instead of at their timeout.
+      int expected = -1;
+      s->dead_code.store(result[r].exit_code);
+      s->dead_rank.compare_exchange_strong(expected, r, std::memory_order_acq_rel);
+    }
+  }
+  munmap(mem, bytes);
+  return result;
+}
+
+}  // namespace customar
