@@ -63,6 +63,7 @@ bool can_use_custom_all_reduce_v2(Group& group, int device);
 
 /// The reference system's dispatch: detects the group's topology (collective), fills the config, decides, and
 /// combines the decision across ranks (each votes, the lowest backend wins) so all ranks take the same path.
-Decision dispatch_custom_allreduce(Group& group, int device);
+/// `topology_out`, when given, receives the combined topology the decision was made on.
+Decision dispatch_custom_allreduce(Group& group, int device, Topology* topology_out = nullptr);
 
 }  // namespace customar

@@ -32,6 +32,11 @@ struct RankExit {
 /// (children already started are killed first) and InvalidArgument for nprocs < 1.
 std::vector<RankExit> launch(int nprocs, const std::function<int(Group&)>& fn, const LaunchOptions& options = {});
 
+/// Number of CUDA devices visible to this process, counted in a forked child so that this process itself does not
+/// initialise CUDA before launch() (a process that forks after initialising CUDA gives children that cannot use it).
+/// Returns 0 when there is no GPU or driver.
+int visible_gpu_count();
+
 /// A group of one rank (rank 0, size 1): all_gather returns the input, barrier returns at once.
 std::unique_ptr<Group> make_single_group();
 

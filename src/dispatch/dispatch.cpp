@@ -80,9 +80,10 @@ CallPlan plan_call(Backend backend, const Thresholds& t, size_t bytes, bool alig
   return {Algo::kTwoshot, "above V1's one-shot threshold"};
 }
 
-Decision dispatch_custom_allreduce(Group& group, int device) {
+Decision dispatch_custom_allreduce(Group& group, int device, Topology* topology_out) {
   if (group.size() == 1) return {Backend::kNone, "world size 1: nothing to reduce"};
   Topology topo = detect_group_topology(group, device);
+  if (topology_out != nullptr) *topology_out = topo;
   const Config& config = global_config();
   Decision mine = decide_backend(topo, config, DispatchOptions::from_env());
   // Per-rank inputs (environment, a rank's own topology file) can still differ: every rank votes and the lowest

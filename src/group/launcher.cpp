@@ -1,6 +1,7 @@
 // The fork + shared-memory launcher and its Group.
 #include "customar/launcher.h"
 
+#include <cuda_runtime_api.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -131,6 +132,15 @@ int decode_status(int status) {
 }  // namespace
 
 std::unique_ptr<Group> make_single_group() { return std::make_unique<SingleGroup>(); }
+
+int visible_gpu_count() {
+  std::vector<RankExit> r = launch(1, [](Group&) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) return 0;
+    return n < 200 ? n : 200;  // an exit code carries 0..255
+  });
+  return r[0].exit_code >= 128 ? 0 : r[0].exit_code;
+}
 
 std::vector<RankExit> launch(int nprocs, const std::function<int(Group&)>& fn, const LaunchOptions& options) {
   if (nprocs < 1 || nprocs > kMaxRanks)

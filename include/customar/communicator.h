@@ -1,0 +1,90 @@
+// The all-reduce object. Built collectively over a Group; the dispatcher picks its backend before anything is
+// allocated, and a backend object exists only if it works: a Communicator never holds a half-built backend.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "customar/group.h"
+#include "customar/types.h"
+
+namespace customar {
+
+namespace detail {
+struct BenchAccess;
+}
+
+/// Options of a Communicator. Defaults suit every caller; the fields exist for tests, tools and applications that
+/// already own an NCCL communicator.
+struct CommOptions {
+  /// Use this NCCL communicator for the NCCL path instead of creating one (it must span the same ranks in the same
+  /// order, and outlive the Communicator). nullptr: the Communicator creates and owns one.
+  ncclComm_t nccl_comm = nullptr;
+};
+
+/// Sums a tensor across the ranks of a group, in place or out of place, for fp16, bf16 and fp32.
+///
+/// Thread-safety: one thread per rank drives a Communicator; calls on all ranks must come in the same order with the
+/// same count and dtype (CUSTOMAR_CHECK=1 verifies this on every eager call). Successive calls may use different
+/// streams: the Communicator orders each call after the previous one itself.
+///
+/// CUDA graphs: all_reduce() may be captured as it is; nothing needs registering. The custom kernels copy the input
+/// into the Communicator's own peer-visible buffer inside the kernel (a fused staging copy), so graph inputs need no
+/// IPC handles, any allocator (VMM, expandable segments) works, and ranks cannot disagree on registered buffers.
+///
+/// Failure: a custom kernel that waits longer than CUSTOMAR_TIMEOUT_MS for a peer abandons the call and records the
+/// missing rank. The next all_reduce() or check() on that rank throws TimeoutError naming it, and the Communicator
+/// is then broken for good: every later call throws StateError. Destroy it and build a new one (with the surviving
+/// ranks) to continue; the output of the call that timed out is undefined.
+class Communicator {
+ public:
+  /// Collective over `group` (every rank calls it). `device` is this rank's CUDA ordinal; the caller's current device
+  /// is left as it was. `group` must outlive the Communicator (its destructor runs a barrier on it).
+  /// Throws InvalidArgument (bad device), CudaError / NcclError (set-up failed) or TimeoutError (a rank did not join).
+  Communicator(Group& group, int device, const CommOptions& options = {});
+  /// Waits for every rank (bounded by CUSTOMAR_INIT_TIMEOUT_MS) before unmapping peers' buffers, so no peer still
+  /// reads them. Never throws; failures are logged.
+  ~Communicator();
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
+
+  /// out[i] = sum over ranks of in[i], for i < count. `in == out` is allowed. Enqueued on `stream`; returns before
+  /// the result is ready. Pointers must be device memory aligned to the element size. Calls the custom path cannot
+  /// take (byte count not a multiple of 16, larger than its buffers, above the config's crossover) go to NCCL on
+  /// every rank alike, since the choice depends only on count and dtype. count == 0 does nothing.
+  /// Throws InvalidArgument for null pointers, an unknown dtype, a misaligned pointer or a byte count that overflows;
+  /// TimeoutError / StateError after a timed-out call (see above).
+  void all_reduce(const void* in, void* out, size_t count, DataType dtype, cudaStream_t stream);
+
+  /// Throws TimeoutError if an earlier call on this rank timed out waiting for a peer. Does not synchronise.
+  void check();
+
+  /// The backend serving this group (kNone for world size 1).
+  Backend backend() const;
+  /// Why the dispatcher chose it, e.g. "NVLink and peer access between every pair of 4 GPUs".
+  const std::string& reason() const;
+  /// The algorithm all_reduce() would run for `count` elements of `dtype` (what the last call ran, before it runs).
+  Algo algo_for(size_t count, DataType dtype) const;
+  /// Forces an algorithm for later calls (nullopt: back to the config's choice), overriding CUSTOMAR_ALGO. For tools
+  /// and the tuner; every rank must make the same call at the same point. An algorithm the backend cannot run for a
+  /// given call falls back as plan_call() describes.
+  void set_algo(std::optional<Algo> algo);
+
+  /// The largest message, in bytes, that the custom backend's buffers hold (0 for NCCL / none).
+  size_t capacity() const;
+  int rank() const;
+  int size() const;
+  int device() const;
+
+  struct Impl;
+
+ private:
+  friend struct detail::BenchAccess;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace customar

@@ -1,0 +1,245 @@
+#include "customar/communicator.h"
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <optional>
+
+#include "comm/bench_access.h"
+#include "comm/custom_backend.h"
+#include "common/check.h"
+#include "common/log.h"
+#include "common/serialize.h"
+#include "customar/config.h"
+#include "customar/dispatch.h"
+#include "customar/env.h"
+#include "group/agree.h"
+#include "kernels/v1/launch.h"
+#include "nccl/nccl_comm.h"
+
+namespace customar {
+
+namespace {
+
+// Staging bounds: below 1 MiB the two-shot range would be tiny; above 64 MiB NCCL is at least as fast on every
+// machine measured (anchors: NCCL matches the best custom kernels from 64 MiB on).
+constexpr size_t kMinCapacity = size_t(1) << 20;
+constexpr size_t kMaxCapacity = size_t(64) << 20;
+
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    CUSTOMAR_CUDA_CHECK(cudaGetDevice(&saved_));
+    if (saved_ != device) CUSTOMAR_CUDA_CHECK(cudaSetDevice(device));
+    changed_ = saved_ != device;
+  }
+  ~DeviceGuard() {
+    if (changed_) (void)cudaSetDevice(saved_);
+  }
+
+ private:
+  int saved_ = 0;
+  bool changed_ = false;
+};
+
+}  // namespace
+
+struct Communicator::Impl {
+  Group& group;
+  int device;
+  int rank;
+  int world;
+  Backend backend = Backend::kNone;
+  std::string reason;
+  Thresholds thresholds{};
+  std::optional<Algo> force_algo;
+  bool check_mode = false;
+  std::unique_ptr<detail::NcclComm> nccl;
+  std::unique_ptr<detail::CustomBackend> custom;
+  // Ordering of successive calls issued on different streams.
+  cudaStream_t last_stream = nullptr;
+  bool has_last_stream = false;
+  cudaEvent_t order_event = nullptr;
+  // Set once a kernel reported a timed-out wait: the communicator never runs again.
+  int failed_rank = -1;
+
+  Impl(Group& g, int dev, const CommOptions& options) : group(g), device(dev), rank(g.rank()), world(g.size()) {
+    int count = 0;
+    CUSTOMAR_CUDA_CHECK(cudaGetDeviceCount(&count));
+    if (dev < 0 || dev >= count)
+      throw InvalidArgument("Communicator: device " + std::to_string(dev) + " does not exist; this process sees " +
+                            std::to_string(count) + " GPU(s): 0.." + std::to_string(count - 1));
+    DeviceGuard guard(dev);
+    log::set_rank(rank);
+    const Env& e = env();
+    check_mode = e.check;
+    if (!e.non_default.empty() && rank == 0) {
+      std::string all;
+      for (const auto& v : e.non_default) all += " " + v;
+      CUSTOMAR_INFO("INIT", "environment:%s", all.c_str());
+    }
+    DispatchOptions dopt = DispatchOptions::from_env();
+    force_algo = dopt.force_algo;
+    Topology topo;
+    Decision d = dispatch_custom_allreduce(group, dev, &topo);
+    backend = d.backend;
+    reason = d.reason;
+    if (world > 1) nccl = std::make_unique<detail::NcclComm>(group, dev, options.nccl_comm);
+    if (backend == Backend::kV2) {
+      // The run-time compiled kernels are not part of this build yet: the precompiled ones serve the same machines.
+      backend = Backend::kV1;
+      reason += "; V2 kernels not built in this version, V1 serves";
+    }
+    if (backend == Backend::kV1) {
+      thresholds = *global_config().find(arch_family(topo.gpus[0].sm), world);
+      size_t cap = std::clamp(thresholds.custom_max, kMinCapacity, kMaxCapacity);
+      cap = (cap + 15) / 16 * 16;
+      try {
+        custom = std::make_unique<detail::CustomBackend>(group, dev, topo, cap, uint64_t(e.timeout_ms) * 1000000ull);
+      } catch (const Error& err) {
+        // Every rank threw the same error at the same exchange (group/agree.h), so all fall back together.
+        CUSTOMAR_WARN("INIT", "custom backend unavailable, using NCCL: %s", err.what());
+        backend = Backend::kNccl;
+        reason = std::string("custom backend failed to build (") + err.what() + "); NCCL serves";
+      }
+    }
+    CUSTOMAR_CUDA_CHECK(cudaEventCreateWithFlags(&order_event, cudaEventDisableTiming));
+    CUSTOMAR_INFO("INIT", "communicator rank %d/%d on device %d: backend %s (%s)", rank, world, dev,
+                  std::string(backend_name(backend)).c_str(), reason.c_str());
+  }
+
+  ~Impl() {
+    DeviceGuard guard(device);
+    // Peers may still be reading this rank's staging buffer: wait for this rank's work, then for every rank, before
+    // unmapping. Skipped once a peer is known to be gone (the barrier would only wait out its timeout).
+    (void)cudaDeviceSynchronize();
+    if (custom && failed_rank < 0) {
+      try {
+        group.barrier();
+      } catch (const std::exception& err) {
+        CUSTOMAR_WARN("INIT", "destroying communicator: barrier failed: %s", err.what());
+      }
+    }
+    custom.reset();
+    nccl.reset();
+    if (order_event != nullptr) (void)cudaEventDestroy(order_event);
+  }
+
+  size_t capacity() const { return custom ? custom->capacity() : 0; }
+
+  CallPlan plan(size_t bytes) const {
+    return plan_call(backend, thresholds, bytes, bytes % 16 == 0, capacity(), force_algo);
+  }
+
+  void check_failed() {
+    if (failed_rank >= 0)
+      throw StateError("Communicator is broken: an earlier call timed out waiting for rank " +
+                       std::to_string(failed_rank) + "; destroy it and build a new one");
+    if (custom) {
+      int err = custom->error();
+      if (err != 0) {
+        failed_rank = err - 1;
+        throw TimeoutError("all_reduce on rank " + std::to_string(rank) + ": rank " + std::to_string(failed_rank) +
+                               " did not arrive within CUSTOMAR_TIMEOUT_MS=" + std::to_string(env().timeout_ms) +
+                               " ms; the communicator is now unusable",
+                           failed_rank);
+      }
+    }
+  }
+
+  void verify_same_call(size_t count, DataType dtype) {
+    detail::Writer w;
+    w.put<uint64_t>(count).put<int32_t>(static_cast<int32_t>(dtype));
+    std::vector<Bytes> all = group.all_gather(w.bytes());
+    for (int r = 0; r < world; ++r) {
+      if (all[r] != all[0]) {
+        detail::Reader rd(all[r]);
+        auto c = rd.get<uint64_t>();
+        auto d = rd.get<int32_t>();
+        throw InvalidArgument("CUSTOMAR_CHECK: rank " + std::to_string(r) + " called all_reduce with count " +
+                              std::to_string(c) + ", dtype " + std::to_string(d) + " but rank 0 with count " +
+                              std::to_string(count) + " (this rank), dtype " + std::to_string(static_cast<int>(dtype)) +
+                              "; every rank must pass the same count and dtype");
+      }
+    }
+  }
+
+  void all_reduce(const void* in, void* out, size_t count, DataType dtype, cudaStream_t stream) {
+    const size_t esize = dtype_size(dtype);  // throws InvalidArgument for an unknown dtype
+    if (count == 0) return;
+    if (in == nullptr || out == nullptr)
+      throw InvalidArgument(std::string("all_reduce: ") + (in == nullptr ? "in" : "out") +
+                            " is null; both must be device pointers (in == out for in-place)");
+    if (count > SIZE_MAX / esize)
+      throw InvalidArgument("all_reduce: count " + std::to_string(count) + " of " + std::string(dtype_name(dtype)) +
+                            " overflows the byte size");
+    if (reinterpret_cast<uintptr_t>(in) % esize != 0 || reinterpret_cast<uintptr_t>(out) % esize != 0)
+      throw InvalidArgument("all_reduce: in and out must be aligned to the element size (" + std::to_string(esize) +
+                            " bytes for " + std::string(dtype_name(dtype)) + ")");
+    check_failed();
+    DeviceGuard guard(device);
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    CUSTOMAR_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
+    const bool capturing = capture != cudaStreamCaptureStatusNone;
+    if (check_mode && !capturing && world > 1) verify_same_call(count, dtype);
+    const size_t bytes = count * esize;
+
+    if (backend == Backend::kNone) {
+      if (in != out) CUSTOMAR_CUDA_CHECK(cudaMemcpyAsync(out, in, bytes, cudaMemcpyDeviceToDevice, stream));
+      return;
+    }
+    // Calls must run in issue order: a custom kernel of call k+1 reuses call k-1's staging buffer. When the caller
+    // switches streams, make the new stream wait for the old one's tail (only then: same-stream calls pay nothing).
+    if (!capturing) {
+      if (has_last_stream && last_stream != stream) {
+        CUSTOMAR_CUDA_CHECK(cudaEventRecord(order_event, last_stream));
+        CUSTOMAR_CUDA_CHECK(cudaStreamWaitEvent(stream, order_event, 0));
+      }
+      last_stream = stream;
+      has_last_stream = true;
+    }
+    CallPlan p = plan(bytes);
+    CUSTOMAR_TRACE("COLL", "all_reduce %zu x %s: %s (%s)%s", count, std::string(dtype_name(dtype)).c_str(),
+                   std::string(algo_name(p.algo)).c_str(), p.reason, capturing ? " [captured]" : "");
+    switch (p.algo) {
+      case Algo::kNccl:
+        nccl->all_reduce(in, out, count, dtype, stream);
+        break;
+      case Algo::kOneshotPull:
+      case Algo::kOneshotPush:  // V1 has no push kernel; plan_call never returns it for V1
+        detail::launch_oneshot_pull(custom->handle(), in, out, count, dtype, stream);
+        break;
+      case Algo::kTwoshot:
+        detail::launch_twoshot(custom->handle(), in, out, count, dtype, stream);
+        break;
+    }
+  }
+};
+
+namespace detail {
+void BenchAccess::set_skip_copy_in(Communicator& c, bool on) {
+  if (c.impl_->custom) c.impl_->custom->mutable_handle().skip_copy_in = on ? 1 : 0;
+}
+}  // namespace detail
+
+Communicator::Communicator(Group& group, int device, const CommOptions& options)
+    : impl_(std::make_unique<Impl>(group, device, options)) {}
+Communicator::~Communicator() = default;
+
+void Communicator::all_reduce(const void* in, void* out, size_t count, DataType dtype, cudaStream_t stream) {
+  impl_->all_reduce(in, out, count, dtype, stream);
+}
+void Communicator::check() { impl_->check_failed(); }
+void Communicator::set_algo(std::optional<Algo> algo) { impl_->force_algo = algo; }
+Backend Communicator::backend() const { return impl_->backend; }
+const std::string& Communicator::reason() const { return impl_->reason; }
+Algo Communicator::algo_for(size_t count, DataType dtype) const {
+  if (impl_->backend == Backend::kNone) return Algo::kNccl;
+  return impl_->plan(count * dtype_size(dtype)).algo;
+}
+size_t Communicator::capacity() const { return impl_->capacity(); }
+int Communicator::rank() const { return impl_->rank; }
+int Communicator::size() const { return impl_->world; }
+int Communicator::device() const { return impl_->device; }
+
+}  // namespace customar

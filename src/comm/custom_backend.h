@@ -1,0 +1,48 @@
+// The host object behind the custom kernels: peer-shared regions, the device epoch counter, the host-mapped error
+// word. It exists only once every rank has built it and proved, by a probe through the mapped memory, that peer
+// writes land; it hands the kernels a plain DeviceHandle.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <memory>
+
+#include "customar/group.h"
+#include "customar/topology.h"
+#include "kernels/handle.h"
+#include "memory/peer_memory.h"
+
+namespace customar::detail {
+
+class CustomBackend {
+ public:
+  /// Collective. Builds everything or throws the same Error on every rank (see group/agree.h).
+  CustomBackend(Group& group, int device, const Topology& topo, size_t capacity, uint64_t timeout_ns);
+  ~CustomBackend();
+  CustomBackend(const CustomBackend&) = delete;
+  CustomBackend& operator=(const CustomBackend&) = delete;
+
+  const DeviceHandle& handle() const { return handle_; }
+  DeviceHandle& mutable_handle() { return handle_; }
+  size_t capacity() const { return handle_.capacity; }
+  /// 0, or 1 + the rank a kernel gave up waiting for. Reads host memory the kernels write; never synchronises.
+  int error() const { return *static_cast<volatile int*>(error_host_); }
+
+ private:
+  void release();
+  std::unique_ptr<PeerMemory> memory_;
+  void* counters_ = nullptr;  // device: epoch (u64) then blocks_done (u32)
+  int* error_host_ = nullptr;
+  DeviceHandle handle_{};
+};
+
+/// The value rank `src` writes into `dst`'s probe slot: differs per pair and per run, so a stale or misrouted write
+/// cannot pass for a real one.
+constexpr uint64_t probe_token(uint64_t nonce, int src, int dst) {
+  return nonce ^ (uint64_t(src + 1) << 40) ^ (uint64_t(dst + 1) << 20);
+}
+
+/// The probe: rank r writes a token into slot r of every peer's region from a kernel (the same path as the data).
+void launch_probe(const DeviceHandle& h, uint64_t nonce, cudaStream_t stream);
+
+}  // namespace customar::detail

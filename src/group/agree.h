@@ -1,0 +1,31 @@
+// Collective error agreement for multi-step set-up. A rank that fails a step locally must not simply throw: its peers
+// would go on to the next exchange and wait for it (or, worse, read its next message as the one they expect). So
+// every step ends with an exchange of each rank's outcome, and all ranks throw the same error together.
+#pragma once
+
+#include <exception>
+#include <string>
+
+#include "customar/group.h"
+
+namespace customar::detail {
+
+/// Collective. Throws Error("<step> failed on rank r: <message>") on every rank if any rank's `my_error` is
+/// non-empty (the lowest such rank is named); returns normally on every rank otherwise.
+void agree_or_throw(Group& group, const std::string& my_error, const std::string& step);
+
+/// Runs the local part of a step, turning any exception into this rank's error, then agrees.
+template <typename F>
+void run_step(Group& group, const std::string& step, F&& local) {
+  std::string err;
+  try {
+    local();
+  } catch (const std::exception& e) {
+    err = e.what()[0] != '\0' ? e.what() : "unknown error";
+  } catch (...) {
+    err = "unknown exception";
+  }
+  agree_or_throw(group, err, step);
+}
+
+}  // namespace customar::detail

@@ -1,0 +1,157 @@
+// Device helpers shared by the V1 kernels: system-scope flags, the per-block cross-rank barrier with a bounded wait,
+// 16-byte packing and fp32 accumulation.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "kernels/handle.h"
+
+namespace customar::detail {
+
+// Flags cross GPUs, so both sides use system scope: the writer's release orders its block's earlier stores (made
+// visible to it by __syncthreads) before the flag; the reader's acquire orders the flag before its later loads of the
+// peer's data. Relaxed or .gpu-scope versions of these were the wrong-result bugs of earlier implementations.
+__device__ __forceinline__ uint64_t ld_acquire_sys(const uint64_t* p) {
+  uint64_t v;
+  asm volatile("ld.acquire.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+  return v;
+}
+
+__device__ __forceinline__ void st_release_sys(uint64_t* p, uint64_t v) {
+  asm volatile("st.release.sys.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
+
+__device__ __forceinline__ uint64_t global_timer_ns() {
+  uint64_t t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+
+__device__ __forceinline__ uint64_t* flag_slot(uint8_t* region, int phase, int block, int src) {
+  return reinterpret_cast<uint64_t*>(region) + (phase * kMaxBlocks + block) * kMaxRanks + src;
+}
+
+// Per-call state every block keeps in shared memory.
+struct CallState {
+  uint64_t epoch;  // 1 + the number of custom calls this communicator completed before this one
+  int abort;       // set when a wait timed out: the block leaves without finishing
+};
+
+__device__ __forceinline__ void begin_call(const DeviceHandle& h, CallState& s) {
+  if (threadIdx.x == 0) {
+    // Written by the previous custom kernel's last block; kernel boundaries on the stream make it visible. Reading
+    // the count on the device (not passing it as an argument) is what keeps replayed CUDA graphs correct.
+    s.epoch = *h.epoch + 1;
+    s.abort = 0;
+  }
+  __syncthreads();
+}
+
+__device__ __forceinline__ void end_call(const DeviceHandle& h, const CallState& s) {
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    __threadfence();
+    unsigned int prev = atomicAdd(h.blocks_done, 1u);
+    if (prev == gridDim.x - 1) {  // the last block: every block has started and finished
+      *h.blocks_done = 0;
+      *h.epoch = s.epoch;
+    }
+  }
+}
+
+// Block b of this rank meets block b of every peer. Thread t < world signals rank t and waits for rank t, so the
+// waits for all peers run in parallel. Returns false if a peer did not arrive within the timeout; the missing rank is
+// then recorded in the host-mapped error word (first report wins).
+template <int W>
+__device__ __forceinline__ bool block_barrier(const DeviceHandle& h, int phase, CallState& s) {
+  __syncthreads();
+  const int t = threadIdx.x;
+  if (t < W && t != h.rank) {
+    st_release_sys(flag_slot(h.regions[t], phase, blockIdx.x, h.rank), s.epoch);
+    const uint64_t* mine = flag_slot(h.regions[h.rank], phase, blockIdx.x, t);
+    uint64_t start = 0;
+    for (uint32_t spins = 0; ld_acquire_sys(mine) < s.epoch; ++spins) {
+      if ((spins & 255u) != 255u) continue;  // read the timer rarely: it costs more than a flag load
+      uint64_t now = global_timer_ns();
+      if (start == 0) {
+        start = now;
+      } else if (now - start > h.timeout_ns) {
+        atomicCAS_system(h.error, 0, t + 1);
+        s.abort = 1;
+        break;
+      }
+    }
+  }
+  __syncthreads();
+  return s.abort == 0;
+}
+
+template <typename T>
+struct Elem {
+  static constexpr int kPerVec = 16 / sizeof(T);
+};
+
+__device__ __forceinline__ float to_float(float x) { return x; }
+__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
+__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+template <typename T>
+__device__ __forceinline__ T from_float(float x) {
+  if constexpr (std::is_same_v<T, float>)
+    return x;
+  else if constexpr (std::is_same_v<T, __half>)
+    return __float2half_rn(x);
+  else
+    return __float2bfloat16_rn(x);
+}
+
+template <typename T>
+__device__ __forceinline__ void accumulate(float (&acc)[Elem<T>::kPerVec], const uint4& v) {
+  const T* e = reinterpret_cast<const T*>(&v);
+#pragma unroll
+  for (int k = 0; k < Elem<T>::kPerVec; ++k) acc[k] += to_float(e[k]);
+}
+
+template <typename T>
+__device__ __forceinline__ uint4 pack(const float (&acc)[Elem<T>::kPerVec]) {
+  uint4 v;
+  T* e = reinterpret_cast<T*>(&v);
+#pragma unroll
+  for (int k = 0; k < Elem<T>::kPerVec; ++k) e[k] = from_float<T>(acc[k]);
+  return v;
+}
+
+// The caller's tensors need only element alignment; a pointer off 16 bytes is handled element by element (the choice
+// is the same for the whole call, so the branch costs nothing per element).
+template <typename T>
+__device__ __forceinline__ uint4 load_user(const T* p, size_t vec, bool aligned) {
+  if (aligned) return reinterpret_cast<const uint4*>(p)[vec];
+  uint4 v;
+  T* e = reinterpret_cast<T*>(&v);
+#pragma unroll
+  for (int k = 0; k < Elem<T>::kPerVec; ++k) e[k] = p[vec * Elem<T>::kPerVec + k];
+  return v;
+}
+
+template <typename T>
+__device__ __forceinline__ void store_user(T* p, size_t vec, const uint4& v, bool aligned) {
+  if (aligned) {
+    reinterpret_cast<uint4*>(p)[vec] = v;
+    return;
+  }
+  const T* e = reinterpret_cast<const T*>(&v);
+#pragma unroll
+  for (int k = 0; k < Elem<T>::kPerVec; ++k) p[vec * Elem<T>::kPerVec + k] = e[k];
+}
+
+__device__ __forceinline__ uint4* staging(const DeviceHandle& h, int r, uint64_t epoch) {
+  // Alternate two buffers by call parity: a rank can only start call k+2 (reusing call k's buffer) after every peer
+  // met it in call k+1, which they enter only after finishing call k. So one barrier per call suffices.
+  return reinterpret_cast<uint4*>(h.regions[r] + kStagingOffset + (epoch & 1) * h.capacity);
+}
+
+}  // namespace customar::detail

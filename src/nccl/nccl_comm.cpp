@@ -1,0 +1,55 @@
+#include "nccl/nccl_comm.h"
+
+#include <nccl.h>
+
+#include "common/check.h"
+#include "common/log.h"
+
+namespace customar::detail {
+
+namespace {
+ncclDataType_t nccl_type(DataType dtype) {
+  switch (dtype) {
+    case DataType::kFloat16:
+      return ncclFloat16;
+    case DataType::kBFloat16:
+      return ncclBfloat16;
+    case DataType::kFloat32:
+      return ncclFloat32;
+  }
+  throw InvalidArgument("unknown DataType " + std::to_string(static_cast<int>(dtype)));
+}
+}  // namespace
+
+NcclComm::NcclComm(Group& group, int device, ncclComm_t external) {
+  if (external != nullptr) {
+    int n = 0, r = 0;
+    CUSTOMAR_NCCL_CHECK(ncclCommCount(external, &n));
+    CUSTOMAR_NCCL_CHECK(ncclCommUserRank(external, &r));
+    if (n != group.size() || r != group.rank())
+      throw InvalidArgument("CommOptions::nccl_comm has rank " + std::to_string(r) + " of " + std::to_string(n) +
+                            " but the group has rank " + std::to_string(group.rank()) + " of " +
+                            std::to_string(group.size()));
+    comm_ = external;
+    return;
+  }
+  ncclUniqueId id{};
+  if (group.rank() == 0) CUSTOMAR_NCCL_CHECK(ncclGetUniqueId(&id));
+  id = all_gather_value(group, id)[0];
+  CUSTOMAR_NCCL_CHECK(ncclCommInitRank(&comm_, group.size(), id, group.rank()));
+  owned_ = true;
+  CUSTOMAR_INFO("INIT", "NCCL communicator of %d ranks on device %d", group.size(), device);
+}
+
+NcclComm::~NcclComm() {
+  if (owned_ && comm_ != nullptr) {
+    ncclResult_t r = ncclCommDestroy(comm_);
+    if (r != ncclSuccess) CUSTOMAR_WARN("INIT", "ncclCommDestroy: %s", ncclGetErrorString(r));
+  }
+}
+
+void NcclComm::all_reduce(const void* in, void* out, size_t count, DataType dtype, cudaStream_t stream) {
+  CUSTOMAR_NCCL_CHECK(ncclAllReduce(in, out, count, nccl_type(dtype), ncclSum, comm_, stream));
+}
+
+}  // namespace customar::detail
