@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Every GPU check in one call, for a machine with 2+ GPUs: topology report, the multi-process correctness matrix at
+# world sizes 2, 4 (and 8 where present) for the automatic choice and each algorithm forced, forced topologies under
+# graph capture, then the benchmark. Usage: scripts/gpu-check.sh [BIN_DIR]  (default: .gpu-bin if staged, else build)
+# Prints one line per run and ends with "N passed, M failed" (runs).
+set -u
+cd "$(dirname "$0")/.."
+# NVLink multicast stays off in every process we start (it can take a shared host's GPUs out of service).
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+if [ -n "${1:-}" ]; then bin="$1"; elif [ -d .gpu-bin ]; then bin=.gpu-bin; else bin=""; fi
+if [ -n "$bin" ]; then
+  export LD_LIBRARY_PATH="$PWD/$bin:${LD_LIBRARY_PATH:-}"
+  info="$bin/customar-info" test="$bin/allreduce_test" bench="$bin/customar-bench"
+else
+  b="${CUSTOMAR_BUILD_DIR:-build}"
+  info="$b/tools/customar-info" test="$b/tests/gpu/allreduce_test" bench="$b/bench/customar-bench"
+fi
+out="${OUT:-/tmp/customar-gpu-check}"
+mkdir -p "$out"
+data=tests/unit/data
+passed=0 failed=0
+summary=()
+run() {  # run NAME ENV... -- COMMAND...
+  local name="$1"; shift
+  local envs=()
+  while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+  shift
+  local t0=$(date +%s%N)
+  if env "${envs[@]}" "$@" > "$out/$name.log" 2>&1; then
+    passed=$((passed + 1)); summary+=("PASS $name ($(tail -1 "$out/$name.log"))")
+  else
+    failed=$((failed + 1)); summary+=("FAIL $name"); echo "---- $name ----"; tail -30 "$out/$name.log"
+  fi
+  printf '%-40s %6d ms\n' "$name" $(( ($(date +%s%N) - t0) / 1000000 ))
+}
+
+nvidia-smi --query-gpu=index,name,pci.bus_id,driver_version --format=csv,noheader
+gpus=$(nvidia-smi -L | wc -l)
+"$info" | tee "$out/customar-info.log"
+
+for ws in 2 4 8; do
+  [ "$gpus" -ge "$ws" ] || continue
+  run "auto-w$ws" CUSTOMAR_DEBUG=WARN -- "$test" -n "$ws" --expect v1
+  run "oneshot-w$ws" CUSTOMAR_ALGO=oneshot_pull -- "$test" -n "$ws" --quick
+  run "twoshot-w$ws" CUSTOMAR_ALGO=twoshot -- "$test" -n "$ws" --quick
+  run "nccl-w$ws" CUSTOMAR_ALGO=nccl -- "$test" -n "$ws" --quick
+  run "disable-v2-w$ws" CUSTOMAR_DISABLE_V2=1 -- "$test" -n "$ws" --quick --expect v1
+done
+run "topo-pcie2" CUSTOMAR_TOPO_FILE=$data/pcie2.json -- "$test" -n 2 --quick --expect v1
+[ "$gpus" -ge 4 ] && run "topo-pcie4" CUSTOMAR_TOPO_FILE=$data/pcie4.json -- "$test" -n 4 --quick --expect nccl
+[ "$gpus" -ge 4 ] && run "topo-nvlink4-missing-pair" CUSTOMAR_TOPO_FILE=$data/nvlink4_missing_pair.json -- "$test" -n 4 --quick --expect nccl
+run "disabled" CUSTOMAR_DISABLE=1 -- "$test" -n 2 --quick --expect nccl
+
+if [ -x "$bench" ] && [ "${CUSTOMAR_SKIP_BENCH:-0}" != 1 ]; then
+  for ws in 2 4; do
+    [ "$gpus" -ge "$ws" ] || continue
+    "$bench" -n "$ws" --json "$out/bench-w$ws.jsonl" | tee "$out/bench-w$ws.txt"
+  done
+fi
+
+printf '%s\n' "${summary[@]}"
+echo "gpu-check: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

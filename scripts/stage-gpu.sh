@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Copies what scripts/gpu-check.sh runs into .gpu-bin/ (plain files, stripped), so a GPU machine without a
+# compiler can run it: build here, carry .gpu-bin, run there. Usage: scripts/stage-gpu.sh [BUILD_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build="${1:-${CUSTOMAR_BUILD_DIR:-build}}"
+rm -rf .gpu-bin && mkdir -p .gpu-bin
+cp -L "$build/src/libcustomar.so.0" .gpu-bin/libcustomar.so.0
+for f in tools/customar-info tests/gpu/allreduce_test bench/customar-bench; do
+  [ -f "$build/$f" ] && cp "$build/$f" .gpu-bin/
+done
+strip --strip-debug .gpu-bin/* 2>/dev/null || true
+du -sh .gpu-bin
