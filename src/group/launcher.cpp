@@ -66,10 +66,14 @@ class ShmGroup final : public Group {
                                std::to_string(s_->dead_code.load()) + ") while rank " + std::to_string(rank_) +
                                " waited for it",
                            dead);
-      if (spins < 1000) continue;
-      // Set-up exchanges are rare; sleeping keeps a waiting rank from stealing a core from a compiling peer.
-      std::this_thread::sleep_for(std::chrono::microseconds(50));
       auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+      // Spin (yielding) for the first 2 ms so that ranks leave a barrier together, which benchmarks rely on; then
+      // sleep, so that a rank waiting on a compiling peer does not take its core.
+      if (waited.count() < 2) {
+        if ((spins & 63) == 0) std::this_thread::yield();
+        continue;
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
       if (waited.count() > timeout_ms) {
         int missing = -1;
         for (int r = 0; r < size_ && missing < 0; ++r)

@@ -9,8 +9,8 @@ namespace customar::detail {
 
 inline constexpr int kMaxRanks = 8;
 // Per-block flags: a block barriers only with the same block index on the peers, so blocks never wait on each
-// other inside one rank. 64 blocks of 512 threads already saturate NVLink4 (see bench/RESULTS.md).
-inline constexpr int kMaxBlocks = 64;
+// other inside one rank. At most one block per SM of the smallest GPU (132 on H100/H200), capped here.
+inline constexpr int kMaxBlocks = 128;
 inline constexpr int kThreads = 512;
 inline constexpr int kPhases = 2;  // two-shot needs two barriers per call; one-shot uses phase 0
 

@@ -148,6 +148,77 @@ __device__ __forceinline__ void store_user(T* p, size_t vec, const uint4& v, boo
   for (int k = 0; k < Elem<T>::kPerVec; ++k) p[vec * Elem<T>::kPerVec + k] = e[k];
 }
 
+// Unroll factor of the per-thread loops: several 16-byte loads in flight per thread before the first use is what
+// reaches memory and NVLink bandwidth with one block per SM. Halved for wide worlds to stay within 128 registers.
+template <int W>
+inline constexpr int kUnroll = W <= 4 ? 4 : 2;
+
+// Copies vectors [beg, end) of the caller's input into a staging buffer.
+template <int U, typename T>
+__device__ __forceinline__ void copy_in(uint4* dst, const T* in, size_t beg, size_t end, bool aligned) {
+  for (size_t base = beg + threadIdx.x; base < end; base += size_t(kThreads) * U) {
+    uint4 v[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      size_t i = base + size_t(u) * kThreads;
+      if (i < end) v[u] = load_user(in, i, aligned);
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      size_t i = base + size_t(u) * kThreads;
+      if (i < end) dst[i] = v[u];
+    }
+  }
+}
+
+// out[i] (and also_to[i] when given) = sum over ranks r of src[r][i], i in [beg, end), in fixed rank order 0..W-1 on
+// every rank, which makes the results bitwise identical across ranks.
+template <typename T, int W, int U>
+__device__ __forceinline__ void reduce_range(const uint4* const (&src)[W], size_t beg, size_t end, T* out,
+                                             bool out_aligned, uint4* also_to) {
+  for (size_t base = beg + threadIdx.x; base < end; base += size_t(kThreads) * U) {
+    uint4 v[U][W];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      size_t i = base + size_t(u) * kThreads;
+      if (i < end) {
+#pragma unroll
+        for (int r = 0; r < W; ++r) v[u][r] = __ldcg(src[r] + i);  // all loads in flight before the first add
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      size_t i = base + size_t(u) * kThreads;
+      if (i < end) {
+        float acc[Elem<T>::kPerVec] = {};
+#pragma unroll
+        for (int r = 0; r < W; ++r) accumulate<T>(acc, v[u][r]);
+        uint4 sum = pack<T>(acc);
+        if (also_to != nullptr) also_to[i] = sum;
+        store_user(out, i, sum, out_aligned);
+      }
+    }
+  }
+}
+
+// out[i] = from[i] for i in [beg, end): the all-gather half of two-shot.
+template <int U, typename T>
+__device__ __forceinline__ void copy_out(const uint4* from, size_t beg, size_t end, T* out, bool out_aligned) {
+  for (size_t base = beg + threadIdx.x; base < end; base += size_t(kThreads) * U) {
+    uint4 v[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      size_t i = base + size_t(u) * kThreads;
+      if (i < end) v[u] = __ldcg(from + i);
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      size_t i = base + size_t(u) * kThreads;
+      if (i < end) store_user(out, i, v[u], out_aligned);
+    }
+  }
+}
+
 __device__ __forceinline__ uint4* staging(const DeviceHandle& h, int r, uint64_t epoch) {
   // Alternate two buffers by call parity: a rank can only start call k+2 (reusing call k's buffer) after every peer
   // met it in call k+1, which they enter only after finishing call k. So one barrier per call suffices.

@@ -21,22 +21,12 @@ __global__ void __launch_bounds__(kThreads)
   uint4* mine = staging(h, h.rank, s.epoch);
   // Fused staging copy: the input goes into this rank's peer-visible buffer inside the kernel, so graph-captured
   // inputs need no IPC registration. Block b copies exactly the range block b of every peer will read.
-  if (!h.skip_copy_in)
-    for (size_t i = beg + threadIdx.x; i < end; i += kThreads) mine[i] = load_user(in, i, in_aligned);
+  if (!h.skip_copy_in) copy_in<kUnroll<W>>(mine, in, beg, end, in_aligned);
   if (!block_barrier<W>(h, 0, s)) return;
   const uint4* src[W];
 #pragma unroll
   for (int r = 0; r < W; ++r) src[r] = staging(h, r, s.epoch);
-  for (size_t i = beg + threadIdx.x; i < end; i += kThreads) {
-    uint4 v[W];
-#pragma unroll
-    for (int r = 0; r < W; ++r) v[r] = __ldcg(src[r] + i);  // all loads in flight before the first add
-    float acc[Elem<T>::kPerVec] = {};
-    // Fixed rank order 0..W-1 on every rank: the results are bitwise identical across ranks.
-#pragma unroll
-    for (int r = 0; r < W; ++r) accumulate<T>(acc, v[r]);
-    store_user(out, i, pack<T>(acc), out_aligned);
-  }
+  reduce_range<T, W, kUnroll<W>>(src, beg, end, out, out_aligned, nullptr);
   end_call(h, s);
 }
 
@@ -45,7 +35,9 @@ __global__ void __launch_bounds__(kThreads)
 int v1_grid(Algo algo, size_t bytes, int world, int max_blocks) {
   size_t nvec = bytes / 16;
   size_t work = algo == Algo::kTwoshot ? (nvec + world - 1) / world : nvec;
-  size_t blocks = (work + kThreads - 1) / kThreads;
+  // Enough blocks that each thread has one unrolled batch of vectors, up to the agreed maximum.
+  size_t per_block = size_t(kThreads) * (world <= 4 ? 4 : 2);
+  size_t blocks = (work + per_block - 1) / per_block;
   if (blocks < 1) blocks = 1;
   if (blocks > static_cast<size_t>(max_blocks)) blocks = max_blocks;
   return static_cast<int>(blocks);

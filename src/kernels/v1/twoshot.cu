@@ -32,39 +32,30 @@ __global__ void __launch_bounds__(kThreads)
   begin_call(h, s);
   uint4* mine = staging(h, h.rank, s.epoch);
   // Fused staging copy of every part's slice this block will exchange.
+  if (!h.skip_copy_in) {
 #pragma unroll
-  for (int q = 0; q < W; ++q) {
-    if (h.skip_copy_in) break;
-    Range r = slice(nvec, W, q);
-    for (size_t i = r.beg + threadIdx.x; i < r.end; i += kThreads) mine[i] = load_user(in, i, in_aligned);
+    for (int q = 0; q < W; ++q) {
+      Range r = slice(nvec, W, q);
+      copy_in<kUnroll<W>>(mine, in, r.beg, r.end, in_aligned);
+    }
   }
   if (!block_barrier<W>(h, 0, s)) return;
 
   const uint4* src[W];
 #pragma unroll
   for (int r = 0; r < W; ++r) src[r] = staging(h, r, s.epoch);
-  // Reduce-scatter: this rank's part, from every rank, in fixed rank order. The result goes back into this rank's own
-  // staging buffer (no peer reads this rank's part of it until the second barrier) and straight to the output.
+  // Reduce-scatter: this rank's part, from every rank. The result goes back into this rank's own staging buffer (no
+  // peer reads this rank's part of it until the second barrier) and straight to the output.
   Range my = slice(nvec, W, h.rank);
-  for (size_t i = my.beg + threadIdx.x; i < my.end; i += kThreads) {
-    uint4 v[W];
-#pragma unroll
-    for (int r = 0; r < W; ++r) v[r] = __ldcg(src[r] + i);
-    float acc[Elem<T>::kPerVec] = {};
-#pragma unroll
-    for (int r = 0; r < W; ++r) accumulate<T>(acc, v[r]);
-    uint4 sum = pack<T>(acc);
-    mine[i] = sum;
-    store_user(out, i, sum, out_aligned);
-  }
+  reduce_range<T, W, kUnroll<W>>(src, my.beg, my.end, out, out_aligned, mine);
   if (!block_barrier<W>(h, 1, s)) return;
 
-    // All-gather: every other rank's reduced part.
+  // All-gather: every other rank's reduced part, starting at a different peer on each rank to spread NVLink load.
 #pragma unroll
   for (int d = 1; d < W; ++d) {
-    int q = (h.rank + d) % W;  // start at a different peer on each rank to spread the NVLink load
+    int q = (h.rank + d) % W;
     Range r = slice(nvec, W, q);
-    for (size_t i = r.beg + threadIdx.x; i < r.end; i += kThreads) store_user(out, i, __ldcg(src[q] + i), out_aligned);
+    copy_out<kUnroll<W>>(src[q], r.beg, r.end, out, out_aligned);
   }
   end_call(h, s);
 }

@@ -1,29 +1,14 @@
-// Test data and the float64 reference, computed on the GPU: every rank can regenerate every other rank's input from
-// (seed, rank, index), so no rank needs the others' data to check its own output.
-#pragma once
+#include "check_kernels.h"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
-#include <cuda_runtime_api.h>
 
-#include <cstdint>
-#include <cstdio>
-#include <stdexcept>
-#include <string>
-
-#include "customar/types.h"
+#include <type_traits>
 
 namespace customar::test {
 
-#define TEST_CUDA(call)                                                                                     \
-  do {                                                                                                      \
-    cudaError_t e_ = (call);                                                                                \
-    if (e_ != cudaSuccess)                                                                                  \
-      throw std::runtime_error(std::string(#call) + ": " + cudaGetErrorName(e_) + " at " + __FILE__ + ":" + \
-                               std::to_string(__LINE__));                                                   \
-  } while (0)
-
-__host__ __device__ inline uint64_t mix(uint64_t x) {
+namespace {
+__device__ inline uint64_t dmix(uint64_t x) {
   x ^= x >> 33;
   x *= 0xff51afd7ed558ccdULL;
   x ^= x >> 33;
@@ -32,11 +17,8 @@ __host__ __device__ inline uint64_t mix(uint64_t x) {
   return x;
 }
 
-enum class Values { kUniform, kSmallInt };
-
-// Uniform in [-1, 1) (never all zeros), or small integers in [-8, 8) whose sums are exact in every dtype.
 __device__ inline double value_of(uint64_t seed, int rank, size_t i, Values kind) {
-  uint64_t h = mix(seed * 0x9e3779b97f4a7c15ULL + uint64_t(rank) * 0x632be59bd9b4e019ULL + i);
+  uint64_t h = dmix(seed * 0x9e3779b97f4a7c15ULL + uint64_t(rank) * 0x632be59bd9b4e019ULL + i);
   if (kind == Values::kSmallInt) return double(int64_t(h % 16) - 8);
   return double(h >> 11) * (2.0 / 9007199254740992.0) - 1.0;
 }
@@ -59,13 +41,6 @@ __global__ void fill_kernel(T* p, size_t n, uint64_t seed, int rank, Values kind
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
     p[i] = to_t<T>(value_of(seed, rank, i, kind));
 }
-
-struct CheckResult {
-  unsigned long long wrong;      // elements outside tolerance (NaN = poison left = wrong)
-  double err2, ref2;             // for the relative L2 error
-  unsigned long long checksum;   // order-dependent hash of the output bits, to compare across ranks
-  unsigned long long first_bad;  // index of one wrong element (~0 if none)
-};
 
 template <typename T>
 __global__ void check_kernel(const T* out, size_t n, uint64_t seed, int world, Values kind, double tol,
@@ -90,7 +65,7 @@ __global__ void check_kernel(const T* out, size_t n, uint64_t seed, int world, V
     ref2 += ref * ref;
     uint64_t bits = 0;
     memcpy(&bits, &out[i], sizeof(T));
-    sum += mix(bits + 0x100000001b3ULL * (i + 1));
+    sum += dmix(bits + 0x100000001b3ULL * (i + 1));
   }
   // One atomic per thread, not per element: 64 MiB checks stay in milliseconds.
   if (wrong) atomicAdd(&res->wrong, wrong);
@@ -100,13 +75,14 @@ __global__ void check_kernel(const T* out, size_t n, uint64_t seed, int world, V
   atomicAdd(&res->checksum, sum);
 }
 
-/// Tolerance relative to sum |x_r|: one rounding of the result to T per hop, world hops at most (NCCL's ring rounds
-/// at each step; customar rounds once, after fp32 accumulation).
-inline double tolerance(DataType d, int world) {
+}  // namespace
+
+double tolerance(DataType d, int world) {
   double eps = d == DataType::kFloat32 ? 1.0 / (1 << 23) : d == DataType::kFloat16 ? 1.0 / (1 << 10) : 1.0 / (1 << 7);
   return eps * world;
 }
 
+namespace {
 template <typename F>
 void with_type(DataType d, F&& f) {
   if (d == DataType::kFloat16)
@@ -116,8 +92,9 @@ void with_type(DataType d, F&& f) {
   else
     f(float{});
 }
+}  // namespace
 
-inline void fill(void* p, size_t n, DataType d, uint64_t seed, int rank, Values kind, cudaStream_t s) {
+void fill(void* p, size_t n, DataType d, uint64_t seed, int rank, Values kind, cudaStream_t s) {
   with_type(d, [&](auto t) {
     using T = decltype(t);
     fill_kernel<T><<<1024, 256, 0, s>>>(static_cast<T*>(p), n, seed, rank, kind);
@@ -125,8 +102,7 @@ inline void fill(void* p, size_t n, DataType d, uint64_t seed, int rank, Values 
   TEST_CUDA(cudaGetLastError());
 }
 
-/// Checks `out` against the float64 reference; `res` is device memory. Synchronises `s`.
-inline CheckResult check(const void* out, size_t n, DataType d, uint64_t seed, int world, Values kind, cudaStream_t s,
+CheckResult check(const void* out, size_t n, DataType d, uint64_t seed, int world, Values kind, cudaStream_t s,
                          CheckResult* res) {
   CheckResult init{0, 0, 0, 0, ~0ull};
   TEST_CUDA(cudaMemcpyAsync(res, &init, sizeof(init), cudaMemcpyHostToDevice, s));

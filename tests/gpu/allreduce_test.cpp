@@ -8,11 +8,12 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdio>
+#include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
 
-#include "check_kernels.cuh"
+#include "check_kernels.h"
 #include "customar/communicator.h"
 #include "customar/launcher.h"
 
@@ -84,7 +85,7 @@ int run_rank(Group& g, const Options& opt) {
   cudaStream_t s;
   TEST_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   CheckResult* res = nullptr;
-  TEST_CUDA(cudaMalloc(&res, sizeof(CheckResult)));
+  TEST_CUDA(cudaMalloc(reinterpret_cast<void**>(&res), sizeof(CheckResult)));
 
   std::vector<size_t> byte_sizes = {16, 1024, 4096, 16384, 65536, 262144, 1 << 20, 4 << 20};
   if (!opt.quick) {

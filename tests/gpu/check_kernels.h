@@ -1,0 +1,54 @@
+// Test data and the float64 reference, computed on the GPU: every rank can regenerate every other rank's input from
+// (seed, rank, index), so no rank needs the others' data to check its own output. Host API; kernels in check_kernels.cu.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "customar/types.h"
+
+namespace customar::test {
+
+#define TEST_CUDA(call)                                                                                     \
+  do {                                                                                                      \
+    cudaError_t e_ = (call);                                                                                \
+    if (e_ != cudaSuccess)                                                                                  \
+      throw std::runtime_error(std::string(#call) + ": " + cudaGetErrorName(e_) + " at " + __FILE__ + ":" + \
+                               std::to_string(__LINE__));                                                   \
+  } while (0)
+
+/// A 64-bit mixing function (splitmix64's finaliser), used for seeds and data.
+inline uint64_t mix(uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ULL;
+  x ^= x >> 33;
+  return x;
+}
+
+/// Uniform in [-1, 1) (never all zeros), or small integers in [-8, 8) whose sums are exact in every dtype.
+enum class Values { kUniform, kSmallInt };
+
+struct CheckResult {
+  unsigned long long wrong;      ///< elements outside tolerance (NaN = poison left = wrong)
+  double err2, ref2;             ///< for the relative L2 error
+  unsigned long long checksum;   ///< order-dependent hash of the output bits, to compare across ranks
+  unsigned long long first_bad;  ///< index of one wrong element (~0 if none)
+};
+
+/// Tolerance relative to sum |x_r|: one rounding of the result to T per hop, world hops at most (NCCL's ring rounds
+/// at each step; customar rounds once, after fp32 accumulation).
+double tolerance(DataType d, int world);
+
+/// Fills p[0..n) with rank `rank`'s data for `seed`.
+void fill(void* p, size_t n, DataType d, uint64_t seed, int rank, Values kind, cudaStream_t s);
+
+/// Checks `out` against the float64 reference; `res` is device memory. Synchronises `s`.
+CheckResult check(const void* out, size_t n, DataType d, uint64_t seed, int world, Values kind, cudaStream_t s,
+                  CheckResult* res);
+
+}  // namespace customar::test
