@@ -34,9 +34,9 @@ struct Options {
   std::string json;
 };
 
-#define BENCH_NCCL(call)                                                                      \
-  do {                                                                                        \
-    ncclResult_t r_ = (call);                                                                 \
+#define BENCH_NCCL(call)                                                                                 \
+  do {                                                                                                   \
+    ncclResult_t r_ = (call);                                                                            \
     if (r_ != ncclSuccess) throw std::runtime_error(std::string(#call) + ": " + ncclGetErrorString(r_)); \
   } while (0)
 
@@ -125,14 +125,17 @@ int run_rank(Group& g, const Options& o) {
   CheckResult* res = nullptr;
   TEST_CUDA(cudaMalloc(reinterpret_cast<void**>(&res), sizeof(CheckResult)));
   const size_t es = dtype_size(o.dtype);
-  const ncclDataType_t nt = o.dtype == DataType::kBFloat16 ? ncclBfloat16 : o.dtype == DataType::kFloat16 ? ncclFloat16 : ncclFloat32;
+  const ncclDataType_t nt = o.dtype == DataType::kBFloat16  ? ncclBfloat16
+                            : o.dtype == DataType::kFloat16 ? ncclFloat16
+                                                            : ncclFloat32;
   FILE* json = (rank == 0 && !o.json.empty()) ? std::fopen(o.json.c_str(), "w") : nullptr;
   cudaDeviceProp prop{};
   TEST_CUDA(cudaGetDeviceProperties(&prop, rank));
   if (rank == 0) {
     std::printf("# customar-bench: %d x %s, %s, sum, graph of %d calls, median of %d replays, worst rank (us/call)\n",
                 world, prop.name, std::string(dtype_name(o.dtype)).c_str(), o.iters, o.replays);
-    std::printf("# customar backend: %s (%s)\n", std::string(backend_name(comm.backend())).c_str(), comm.reason().c_str());
+    std::printf("# customar backend: %s (%s)\n", std::string(backend_name(comm.backend())).c_str(),
+                comm.reason().c_str());
     std::printf("%10s %-12s %8s %8s %7s %8s %8s %8s %8s %8s %9s %7s\n", "bytes", "auto algo", "nccl", "auto", "ratio",
                 "1shot", "2shot", "nostage", "e-nccl", "e-auto", "busbw", "#wrong");
   }
@@ -176,8 +179,10 @@ int run_rank(Group& g, const Options& o) {
         static char b[8][16];
         static int k = 0;
         k = (k + 1) % 8;
-        if (v < 0) snprintf(b[k], 16, "-");
-        else snprintf(b[k], 16, "%.2f", v);
+        if (v < 0)
+          snprintf(b[k], 16, "-");
+        else
+          snprintf(b[k], 16, "%.2f", v);
         return b[k];
       };
       std::printf("%10zu %-12s %8s %8s %7.2f %8s %8s %8s %8s %8s %9.1f %7llu\n", bytes,
@@ -207,9 +212,12 @@ int run_rank(Group& g, const Options& o) {
 size_t parse_size(const char* s) {
   char* end = nullptr;
   double v = std::strtod(s, &end);
-  if (*end == 'K' || *end == 'k') v *= 1024;
-  else if (*end == 'M' || *end == 'm') v *= 1024 * 1024;
-  else if (*end == 'G' || *end == 'g') v *= 1024.0 * 1024 * 1024;
+  if (*end == 'K' || *end == 'k')
+    v *= 1024;
+  else if (*end == 'M' || *end == 'm')
+    v *= 1024 * 1024;
+  else if (*end == 'G' || *end == 'g')
+    v *= 1024.0 * 1024 * 1024;
   return static_cast<size_t>(v);
 }
 
@@ -223,17 +231,25 @@ int main(int argc, char** argv) {
       if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
       return argv[++i];
     };
-    if (a == "-n") o.world = std::atoi(next());
-    else if (a == "--min") o.min_bytes = parse_size(next());
-    else if (a == "--max") o.max_bytes = parse_size(next());
-    else if (a == "--iters") o.iters = std::atoi(next());
-    else if (a == "--replays") o.replays = std::atoi(next());
-    else if (a == "--json") o.json = next();
+    if (a == "-n")
+      o.world = std::atoi(next());
+    else if (a == "--min")
+      o.min_bytes = parse_size(next());
+    else if (a == "--max")
+      o.max_bytes = parse_size(next());
+    else if (a == "--iters")
+      o.iters = std::atoi(next());
+    else if (a == "--replays")
+      o.replays = std::atoi(next());
+    else if (a == "--json")
+      o.json = next();
     else if (a == "--dtype") {
       std::string d = next();
       o.dtype = d == "fp16" ? DataType::kFloat16 : d == "fp32" ? DataType::kFloat32 : DataType::kBFloat16;
     } else {
-      std::fprintf(stderr, "usage: customar-bench -n WORLD [--min B] [--max B] [--iters N] [--replays N] [--dtype bf16|fp16|fp32] [--json FILE]\n");
+      std::fprintf(stderr,
+                   "usage: customar-bench -n WORLD [--min B] [--max B] [--iters N] [--replays N] [--dtype "
+                   "bf16|fp16|fp32] [--json FILE]\n");
       return 2;
     }
   }
@@ -243,7 +259,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "customar-bench: world size %d needs 2..%d GPUs\n", o.world, gpus);
     return 2;
   }
-  auto exits = launch(o.world, [&](Group& g) { return run_rank(g, o); }, LaunchOptions{580});
+  auto exits = launch(
+      o.world, [&](Group& g) { return run_rank(g, o); }, LaunchOptions{580});
   for (const auto& e : exits)
     if (!e.ok()) return 1;
   return 0;

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 if [ -n "${1:-}" ]; then bin="$1"; elif [ -d .gpu-bin ]; then bin=.gpu-bin; else bin=""; fi
 if [ -n "$bin" ]; then
-  export LD_LIBRARY_PATH="$PWD/$bin:${LD_LIBRARY_PATH:-}"
+  export LD_LIBRARY_PATH="$PWD/$bin:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
   info="$bin/customar-info" test="$bin/allreduce_test" bench="$bin/customar-bench"
 else
   b="${CUSTOMAR_BUILD_DIR:-build}"
@@ -40,7 +40,8 @@ gpus=$(nvidia-smi -L | wc -l)
 
 for ws in 2 4 8; do
   [ "$gpus" -ge "$ws" ] || continue
-  run "auto-w$ws" CUSTOMAR_DEBUG=WARN -- "$test" -n "$ws" --expect v1
+  run "auto-w$ws" CUSTOMAR_DEBUG=WARN -- "$test" -n "$ws" --expect v2
+  run "push-w$ws" CUSTOMAR_ALGO=oneshot_push -- "$test" -n "$ws" --quick --expect v2
   run "oneshot-w$ws" CUSTOMAR_ALGO=oneshot_pull -- "$test" -n "$ws" --quick
   run "twoshot-w$ws" CUSTOMAR_ALGO=twoshot -- "$test" -n "$ws" --quick
   run "nccl-w$ws" CUSTOMAR_ALGO=nccl -- "$test" -n "$ws" --quick
@@ -50,6 +51,12 @@ run "topo-pcie2" CUSTOMAR_TOPO_FILE=$data/pcie2.json -- "$test" -n 2 --quick --e
 [ "$gpus" -ge 4 ] && run "topo-pcie4" CUSTOMAR_TOPO_FILE=$data/pcie4.json -- "$test" -n 4 --quick --expect nccl
 [ "$gpus" -ge 4 ] && run "topo-nvlink4-missing-pair" CUSTOMAR_TOPO_FILE=$data/nvlink4_missing_pair.json -- "$test" -n 4 --quick --expect nccl
 run "disabled" CUSTOMAR_DISABLE=1 -- "$test" -n 2 --quick --expect nccl
+# The V1 kernels at full size under auto thresholds (V2 disabled), and V2 with a cold then warm kernel cache.
+run "v1-auto-w$gpus" CUSTOMAR_DISABLE_V2=1 -- "$test" -n "$gpus" --expect v1
+jit=$(mktemp -d)
+run "jit-cold" CUSTOMAR_CACHE_DIR=$jit CUSTOMAR_DEBUG=INFO CUSTOMAR_DEBUG_SUBSYS=JIT -- "$test" -n 2 --quick --expect v2
+run "jit-warm" CUSTOMAR_CACHE_DIR=$jit CUSTOMAR_DEBUG=INFO CUSTOMAR_DEBUG_SUBSYS=JIT -- "$test" -n 2 --quick --expect v2
+grep -h "V2 kernels\|JIT INFO" "$out/jit-cold.log" "$out/jit-warm.log" | sort -u | head -6
 
 if [ -x "$bench" ] && [ "${CUSTOMAR_SKIP_BENCH:-0}" != 1 ]; then
   for ws in 2 4; do

@@ -15,6 +15,7 @@
 #include "customar/env.h"
 #include "group/agree.h"
 #include "kernels/v1/launch.h"
+#include "kernels/v2/v2_kernels.h"
 #include "nccl/nccl_comm.h"
 
 namespace customar {
@@ -25,6 +26,11 @@ namespace {
 // machine measured (anchors: NCCL matches the best custom kernels from 64 MiB on).
 constexpr size_t kMinCapacity = size_t(1) << 20;
 constexpr size_t kMaxCapacity = size_t(64) << 20;
+// Push slots: one per rank in each of 3 rotating buffers, so 3 x world x this per rank. 4 MiB covers every one-shot
+// push threshold measured (the largest, 2 MiB at two Hopper GPUs, with room for the tuner to move it); 256 KiB floor
+// so CUSTOMAR_ALGO=oneshot_push can be exercised at any world size.
+constexpr size_t kMinPushCapacity = size_t(256) << 10;
+constexpr size_t kMaxPushCapacity = size_t(4) << 20;
 
 class DeviceGuard {
  public:
@@ -56,6 +62,7 @@ struct Communicator::Impl {
   bool check_mode = false;
   std::unique_ptr<detail::NcclComm> nccl;
   std::unique_ptr<detail::CustomBackend> custom;
+  std::unique_ptr<detail::V2Kernels> v2;  // set only for the V2 backend
   // Ordering of successive calls issued on different streams.
   cudaStream_t last_stream = nullptr;
   bool has_last_stream = false;
@@ -86,19 +93,37 @@ struct Communicator::Impl {
     reason = d.reason;
     if (world > 1) nccl = std::make_unique<detail::NcclComm>(group, dev, options.nccl_comm);
     if (backend == Backend::kV2) {
-      // The run-time compiled kernels are not part of this build yet: the precompiled ones serve the same machines.
-      backend = Backend::kV1;
-      reason += "; V2 kernels not built in this version, V1 serves";
+      // Compile (or load from the cache) now, at creation: a compile failure must degrade to V1 here, on every rank
+      // alike, never surface mid-run.
+      try {
+        detail::run_step(group, "compiling the V2 kernels",
+                         [&] { v2 = std::make_unique<detail::V2Kernels>(world, topo.gpus[0].sm); });
+        char buf[96];
+        snprintf(buf, sizeof(buf), "; V2 kernels %s in %.0f ms", v2->compile_source(), v2->compile_ms());
+        reason += buf;
+      } catch (const Error& err) {
+        v2.reset();
+        CUSTOMAR_WARN("JIT", "V2 unavailable, using V1: %s", err.what());
+        backend = Backend::kV1;
+        reason = std::string("V2 kernels failed to build (") + err.what() + "); V1 serves";
+      }
     }
-    if (backend == Backend::kV1) {
+    if (backend == Backend::kV1 || backend == Backend::kV2) {
       thresholds = *global_config().find(arch_family(topo.gpus[0].sm), world);
       size_t cap = std::clamp(thresholds.custom_max, kMinCapacity, kMaxCapacity);
       cap = (cap + 15) / 16 * 16;
+      size_t push_cap = 0;
+      if (backend == Backend::kV2) {
+        push_cap = std::clamp(thresholds.oneshot_push_max, kMinPushCapacity, kMaxPushCapacity);
+        push_cap = (push_cap + 15) / 16 * 16;
+      }
       try {
-        custom = std::make_unique<detail::CustomBackend>(group, dev, topo, cap, uint64_t(e.timeout_ms) * 1000000ull);
+        custom = std::make_unique<detail::CustomBackend>(group, dev, topo, cap, push_cap,
+                                                         uint64_t(e.timeout_ms) * 1000000ull);
       } catch (const Error& err) {
         // Every rank threw the same error at the same exchange (group/agree.h), so all fall back together.
         CUSTOMAR_WARN("INIT", "custom backend unavailable, using NCCL: %s", err.what());
+        v2.reset();
         backend = Backend::kNccl;
         reason = std::string("custom backend failed to build (") + err.what() + "); NCCL serves";
       }
@@ -121,6 +146,7 @@ struct Communicator::Impl {
       }
     }
     custom.reset();
+    v2.reset();
     nccl.reset();
     if (order_event != nullptr) (void)cudaEventDestroy(order_event);
   }
@@ -128,7 +154,10 @@ struct Communicator::Impl {
   size_t capacity() const { return custom ? custom->capacity() : 0; }
 
   CallPlan plan(size_t bytes) const {
-    return plan_call(backend, thresholds, bytes, bytes % 16 == 0, capacity(), force_algo);
+    CallPlan p = plan_call(backend, thresholds, bytes, bytes % 16 == 0, capacity(), force_algo);
+    if (p.algo == Algo::kOneshotPush && bytes > custom->push_capacity())
+      p = {Algo::kOneshotPull, "larger than the push buffers"};
+    return p;
   }
 
   void check_failed() {
@@ -201,6 +230,10 @@ struct Communicator::Impl {
     CallPlan p = plan(bytes);
     CUSTOMAR_TRACE("COLL", "all_reduce %zu x %s: %s (%s)%s", count, std::string(dtype_name(dtype)).c_str(),
                    std::string(algo_name(p.algo)).c_str(), p.reason, capturing ? " [captured]" : "");
+    if (p.algo != Algo::kNccl && v2) {
+      v2->launch(p.algo, custom->handle(), in, out, count, dtype, stream);
+      return;
+    }
     switch (p.algo) {
       case Algo::kNccl:
         nccl->all_reduce(in, out, count, dtype, stream);

@@ -11,13 +11,14 @@
 
 namespace customar::detail {
 
-CustomBackend::CustomBackend(Group& group, int device, const Topology& topo, size_t capacity, uint64_t timeout_ns) {
+CustomBackend::CustomBackend(Group& group, int device, const Topology& topo, size_t capacity, size_t push_capacity,
+                             uint64_t timeout_ns) {
   const int world = group.size();
   const int rank = group.rank();
   try {
     run_step(group, "allocating the custom backend's counters", [&] {
-      CUSTOMAR_CUDA_CHECK(cudaMalloc(&counters_, 64));
-      CUSTOMAR_CUDA_CHECK(cudaMemset(counters_, 0, 64));
+      CUSTOMAR_CUDA_CHECK(cudaMalloc(&counters_, kCounterCount * sizeof(uint64_t)));
+      CUSTOMAR_CUDA_CHECK(cudaMemset(counters_, 0, kCounterCount * sizeof(uint64_t)));
       CUSTOMAR_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&error_host_), sizeof(int), cudaHostAllocMapped));
       *error_host_ = 0;
     });
@@ -26,7 +27,7 @@ CustomBackend::CustomBackend(Group& group, int device, const Topology& topo, siz
     std::string alloc_error;
     std::unique_ptr<PeerMemory> mem;
     try {
-      mem = open_ipc_peer_memory(group, device, region_bytes(capacity));
+      mem = open_ipc_peer_memory(group, device, region_bytes(capacity, push_capacity, world));
     } catch (const std::exception& e) {
       alloc_error = e.what();
     }
@@ -36,15 +37,20 @@ CustomBackend::CustomBackend(Group& group, int device, const Topology& topo, siz
     handle_.rank = rank;
     handle_.world = world;
     handle_.capacity = capacity;
+    handle_.push_capacity = push_capacity;
     handle_.timeout_ns = timeout_ns;
     int min_sms = topo.gpus.empty() ? kMaxBlocks : topo.gpus[0].sm_count;
     for (const GpuInfo& g : topo.gpus) min_sms = std::min(min_sms, g.sm_count);
     handle_.max_blocks = std::clamp(min_sms, 1, kMaxBlocks);
     for (int r = 0; r < world; ++r) handle_.regions[r] = static_cast<uint8_t*>(memory_->peer(r));
-    handle_.epoch = static_cast<uint64_t*>(counters_);
-    handle_.blocks_done = reinterpret_cast<unsigned int*>(static_cast<uint8_t*>(counters_) + 8);
-    run_step(group, "mapping the error word", [&] {
+    handle_.counters = static_cast<uint64_t*>(counters_);
+    run_step(group, "mapping the error word and arming the push buffers", [&] {
       CUSTOMAR_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&handle_.error), error_host_, 0));
+      if (push_capacity > 0) {
+        launch_fill_words(handle_.regions[rank] + kStagingOffset + 2 * capacity, 3 * size_t(world) * push_capacity,
+                          kSentinelWord, nullptr);
+        CUSTOMAR_CUDA_CHECK(cudaDeviceSynchronize());
+      }
     });
 
     // Probe: a topology can claim peer access that the hardware does not give (a wrong topology file, a container

@@ -1,39 +1,61 @@
-// What the custom kernels see of a communicator: plain pointers and sizes, no host classes. Shared by V1 (here) and
-// the run-time compiled V2 kernels, which is why it is plain C++ that NVRTC can also compile.
+// What the custom kernels see of a communicator: plain pointers and sizes, no host classes. Compiled by the host
+// compiler, by nvcc (V1) and by NVRTC (V2, where no standard headers exist), hence the guard below.
 #pragma once
 
+#ifdef __CUDACC_RTC__
+typedef unsigned long long uint64_t;
+typedef unsigned int uint32_t;
+typedef unsigned char uint8_t;
+typedef decltype(sizeof(0)) size_t;
+#else
 #include <cstddef>
 #include <cstdint>
+#endif
 
 namespace customar::detail {
 
-inline constexpr int kMaxRanks = 8;
+constexpr int kMaxRanks = 8;
 // Per-block flags: a block barriers only with the same block index on the peers, so blocks never wait on each
 // other inside one rank. At most one block per SM of the smallest GPU (132 on H100/H200), capped here.
-inline constexpr int kMaxBlocks = 128;
-inline constexpr int kThreads = 512;
-inline constexpr int kPhases = 2;  // two-shot needs two barriers per call; one-shot uses phase 0
+constexpr int kMaxBlocks = 128;
+constexpr int kThreads = 512;
+constexpr int kPhases = 2;  // two-shot needs two barriers per call; one-shot uses phase 0
 
-// Layout of every rank's peer-visible region.
-inline constexpr size_t kFlagBytes = sizeof(uint64_t) * kPhases * kMaxBlocks * kMaxRanks;
-inline constexpr size_t kProbeOffset = kFlagBytes;   // set-up probe: one u64 per source rank
-inline constexpr size_t kStagingOffset = 64 * 1024;  // 64 KiB: keeps staging 16-byte aligned
-static_assert(kProbeOffset + kMaxRanks * sizeof(uint64_t) <= kStagingOffset);
+// Layout of every rank's peer-visible region:
+//   [flags][probe] ... 64 KiB | staging 0 (capacity) | staging 1 (capacity) | push buffers (3 x world x push_capacity)
+constexpr size_t kFlagBytes = sizeof(uint64_t) * kPhases * kMaxBlocks * kMaxRanks;
+constexpr size_t kProbeOffset = kFlagBytes;  // set-up probe: one u64 per source rank
+constexpr size_t kStagingOffset = 64 * 1024;
+static_assert(kProbeOffset + kMaxRanks * sizeof(uint64_t) <= kStagingOffset, "flags overflow the header");
 
-/// Region bytes for a staging capacity: flags, probe, then two staging buffers (alternating calls), each `capacity`.
-inline size_t region_bytes(size_t capacity) { return kStagingOffset + 2 * capacity; }
+// The Lamport sentinel, as a 32-bit word: two fp16/bf16 negative zeros (0x8000 each), and for fp32 a negative
+// denormal (-4.6e-41) that senders replace by -0.0. One pattern for every dtype, because the push buffers are
+// cleared for a later call whose dtype is not yet known.
+constexpr uint32_t kSentinelWord = 0x80008000u;
+
+/// Region bytes for a staging capacity and a push capacity (per slot) at a world size.
+constexpr size_t region_bytes(size_t capacity, size_t push_capacity, int world) {
+  return kStagingOffset + 2 * capacity + 3 * static_cast<size_t>(world) * push_capacity;
+}
 
 struct DeviceHandle {
   uint8_t* regions[kMaxRanks];  ///< every rank's region, mapped here; regions[rank] is local
   int rank;
   int world;
-  int max_blocks;             ///< agreed across ranks (min SM count, capped): never from the local SM count alone
-  size_t capacity;            ///< bytes per staging buffer
-  uint64_t* epoch;            ///< local device counter of completed custom calls (graph-safe: read by the kernel)
-  unsigned int* blocks_done;  ///< local: blocks of the current call that have finished
-  int* error;                 ///< host-mapped: 0, or 1 + the rank a timed-out wait was waiting for
+  int max_blocks;        ///< agreed across ranks (min SM count, capped): never from the local SM count alone
+  int skip_copy_in;      ///< benchmarks only: skip the fused staging copy to measure what it costs (wrong sums)
+  size_t capacity;       ///< bytes per staging buffer
+  size_t push_capacity;  ///< bytes per push slot (0: no push buffers)
+  uint64_t* counters;    ///< local device counters, see kCounter*
+  int* error;            ///< host-mapped: 0, or 1 + the rank a timed-out wait was waiting for
   uint64_t timeout_ns;
-  int skip_copy_in;  ///< benchmarks only: skip the fused staging copy to measure what it costs (wrong sums)
 };
+
+// Local device counters. Kept on the device (not passed as arguments) so that replayed CUDA graphs stay correct.
+constexpr int kCounterEpoch = 0;       ///< custom calls completed (barrier flag values)
+constexpr int kCounterPushEpoch = 1;   ///< push calls completed (which of the 3 push buffers)
+constexpr int kCounterPushLast = 2;    ///< vectors of the last push call (what the next one must clear)
+constexpr int kCounterBlocksDone = 3;  ///< blocks of the current call that have finished
+constexpr int kCounterCount = 4;
 
 }  // namespace customar::detail

@@ -9,12 +9,12 @@
 #include <mutex>
 
 #include "common/check.h"
-#include "common/dynlib.h"
 #include "common/log.h"
 #include "common/serialize.h"
 #include "customar/env.h"
 #include "customar/group.h"
 #include "customar/topology.h"
+#include "jit/nvrtc.h"
 #include "topology/nvml.h"
 
 namespace customar {
@@ -112,15 +112,7 @@ Topology empty_links(std::vector<GpuInfo> gpus) {
 
 bool nvml_available() { return detail::nvml_ok(); }
 
-bool nvrtc_available() {
-  static bool ok = [] {
-    detail::DynLib lib;
-    // Versioned name first: the unversioned one exists only where the toolkit's development files are installed.
-    bool loaded = lib.open({"libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"});
-    return loaded && lib.sym("nvrtcCompileProgram") != nullptr;
-  }();
-  return ok;
-}
+bool nvrtc_available() { return detail::nvrtc_loaded(); }
 
 Topology detect_local_machine() {
   int count = 0;

@@ -7,8 +7,8 @@
 // Environment variables (CUSTOMAR_TOPO_FILE, CUSTOMAR_ALGO, CUSTOMAR_DISABLE_V2...) steer the communicator.
 #include <cuda_runtime_api.h>
 
-#include <cstdio>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>

@@ -1,9 +1,9 @@
-#include "check_kernels.h"
-
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <type_traits>
+
+#include "check_kernels.h"
 
 namespace customar::test {
 
@@ -103,7 +103,7 @@ void fill(void* p, size_t n, DataType d, uint64_t seed, int rank, Values kind, c
 }
 
 CheckResult check(const void* out, size_t n, DataType d, uint64_t seed, int world, Values kind, cudaStream_t s,
-                         CheckResult* res) {
+                  CheckResult* res) {
   CheckResult init{0, 0, 0, 0, ~0ull};
   TEST_CUDA(cudaMemcpyAsync(res, &init, sizeof(init), cudaMemcpyHostToDevice, s));
   with_type(d, [&](auto t) {

@@ -1,5 +1,6 @@
 // Test data and the float64 reference, computed on the GPU: every rank can regenerate every other rank's input from
-// (seed, rank, index), so no rank needs the others' data to check its own output. Host API; kernels in check_kernels.cu.
+// (seed, rank, index), so no rank needs the others' data to check its own output. Host API; kernels in
+// check_kernels.cu.
 #pragma once
 
 #include <cuda_runtime_api.h>

@@ -1,14 +1,12 @@
 // One small switch from run-time (world size, dtype) to template parameters, so kernels are written once.
 #pragma once
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
 #include <string>
 #include <type_traits>
 
 #include "customar/error.h"
 #include "customar/types.h"
+#include "kernels/device/common.cuh"
 
 namespace customar::detail {
 
@@ -45,10 +43,10 @@ template <typename F>
 void with_dtype(DataType dtype, F&& f) {
   switch (dtype) {
     case DataType::kFloat16:
-      f(__half{});
+      f(f16{});
       break;
     case DataType::kBFloat16:
-      f(__nv_bfloat16{});
+      f(bf16{});
       break;
     case DataType::kFloat32:
       f(float{});

@@ -1,17 +1,73 @@
-// Device helpers shared by the V1 kernels: system-scope flags, the per-block cross-rank barrier with a bounded wait,
-// 16-byte packing and fp32 accumulation.
+// Device code shared by every all-reduce kernel. Written without any header so that the same text compiles with nvcc
+// (V1, precompiled) and with NVRTC (V2, compiled at run time for the exact GPU, with programmatic dependent launch).
 #pragma once
-
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
-#include <cstdint>
-#include <type_traits>
 
 #include "kernels/handle.h"
 
 namespace customar::detail {
 
+// Element types as plain bits: the CUDA half/bf16 headers are not available to NVRTC without a toolkit install.
+struct f16 {
+  unsigned short bits;
+};
+struct bf16 {
+  unsigned short bits;
+};
+
+template <typename A, typename B>
+struct SameType {
+  static constexpr bool value = false;
+};
+template <typename A>
+struct SameType<A, A> {
+  static constexpr bool value = true;
+};
+
+__device__ __forceinline__ float to_float(float x) { return x; }
+__device__ __forceinline__ float to_float(f16 x) {
+  float f;
+  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(x.bits));
+  return f;
+}
+__device__ __forceinline__ float to_float(bf16 x) { return __uint_as_float(static_cast<uint32_t>(x.bits) << 16); }
+
+template <typename T>
+__device__ __forceinline__ T from_float(float x) {
+  if constexpr (SameType<T, float>::value) {
+    return x;
+  } else if constexpr (SameType<T, f16>::value) {
+    f16 h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h.bits) : "f"(x));
+    return h;
+  } else {
+    bf16 h;
+    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h.bits) : "f"(x));
+    return h;
+  }
+}
+
+template <typename T>
+struct Elem {
+  static constexpr int kPerVec = 16 / sizeof(T);
+};
+
+// ---- programmatic dependent launch (sm90+) ----------------------------------------------------------------------
+// With PDL the kernel may start while the previous kernel in the stream is still finishing; pdl_wait() is where it
+// stops until that kernel's memory is visible, so everything before it must touch no memory others wrote.
+template <bool kPdl>
+__device__ __forceinline__ void pdl_wait() {
+#if __CUDA_ARCH__ >= 900
+  if constexpr (kPdl) asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+template <bool kPdl>
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if __CUDA_ARCH__ >= 900
+  if constexpr (kPdl) asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// ---- flags ------------------------------------------------------------------------------------------------------
 // Flags cross GPUs, so both sides use system scope: the writer's release orders its block's earlier stores (made
 // visible to it by __syncthreads) before the flag; the reader's acquire orders the flag before its later loads of the
 // peer's data. Relaxed or .gpu-scope versions of these were the wrong-result bugs of earlier implementations.
@@ -37,35 +93,53 @@ __device__ __forceinline__ uint64_t* flag_slot(uint8_t* region, int phase, int b
 
 // Per-call state every block keeps in shared memory.
 struct CallState {
-  uint64_t epoch;  // 1 + the number of custom calls this communicator completed before this one
-  int abort;       // set when a wait timed out: the block leaves without finishing
+  uint64_t epoch;       // 1 + the number of custom calls completed before this one
+  uint64_t push_epoch;  // 1 + the number of push calls completed before this one
+  uint64_t push_last;   // vectors of the previous push call
+  int abort;            // set when a wait timed out: the block leaves without finishing
 };
 
+template <bool kPdl>
 __device__ __forceinline__ void begin_call(const DeviceHandle& h, CallState& s) {
+  pdl_wait<kPdl>();
   if (threadIdx.x == 0) {
-    // Written by the previous custom kernel's last block; kernel boundaries on the stream make it visible. Reading
-    // the count on the device (not passing it as an argument) is what keeps replayed CUDA graphs correct.
-    s.epoch = *h.epoch + 1;
+    // Written by the previous custom kernel's last block; the kernel boundary (or pdl_wait) makes it visible.
+    s.epoch = h.counters[kCounterEpoch] + 1;
+    s.push_epoch = h.counters[kCounterPushEpoch] + 1;
+    s.push_last = h.counters[kCounterPushLast];
     s.abort = 0;
   }
   __syncthreads();
 }
 
-__device__ __forceinline__ void end_call(const DeviceHandle& h, const CallState& s) {
+// `push_vecs` >= 0 marks a push call: its epoch and size are recorded for the next push call.
+__device__ __forceinline__ void end_call(const DeviceHandle& h, const CallState& s, long long push_vecs) {
   __syncthreads();
   if (threadIdx.x == 0) {
     __threadfence();
-    unsigned int prev = atomicAdd(h.blocks_done, 1u);
+    unsigned long long* done = reinterpret_cast<unsigned long long*>(&h.counters[kCounterBlocksDone]);
+    unsigned long long prev = atomicAdd(done, 1ull);
     if (prev == gridDim.x - 1) {  // the last block: every block has started and finished
-      *h.blocks_done = 0;
-      *h.epoch = s.epoch;
+      *done = 0;
+      h.counters[kCounterEpoch] = s.epoch;
+      if (push_vecs >= 0) {
+        h.counters[kCounterPushEpoch] = s.push_epoch;
+        h.counters[kCounterPushLast] = static_cast<uint64_t>(push_vecs);
+      }
     }
   }
 }
 
+__device__ __forceinline__ void report_timeout(const DeviceHandle& h, CallState& s, int missing) {
+  // Host-mapped memory, read by the host without synchronising. A plain store, not an atomic: atomics on host memory
+  // need PCIe atomics, and any one missing rank is a right answer when several blocks report.
+  *reinterpret_cast<volatile int*>(h.error) = missing + 1;
+  __threadfence_system();
+  s.abort = 1;
+}
+
 // Block b of this rank meets block b of every peer. Thread t < world signals rank t and waits for rank t, so the
-// waits for all peers run in parallel. Returns false if a peer did not arrive within the timeout; the missing rank is
-// then recorded in the host-mapped error word (first report wins).
+// waits for all peers run in parallel. Returns false if a peer did not arrive within the timeout.
 template <int W>
 __device__ __forceinline__ bool block_barrier(const DeviceHandle& h, int phase, CallState& s) {
   __syncthreads();
@@ -80,8 +154,7 @@ __device__ __forceinline__ bool block_barrier(const DeviceHandle& h, int phase, 
       if (start == 0) {
         start = now;
       } else if (now - start > h.timeout_ns) {
-        atomicCAS_system(h.error, 0, t + 1);
-        s.abort = 1;
+        report_timeout(h, s, t);
         break;
       }
     }
@@ -90,25 +163,7 @@ __device__ __forceinline__ bool block_barrier(const DeviceHandle& h, int phase, 
   return s.abort == 0;
 }
 
-template <typename T>
-struct Elem {
-  static constexpr int kPerVec = 16 / sizeof(T);
-};
-
-__device__ __forceinline__ float to_float(float x) { return x; }
-__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
-
-template <typename T>
-__device__ __forceinline__ T from_float(float x) {
-  if constexpr (std::is_same_v<T, float>)
-    return x;
-  else if constexpr (std::is_same_v<T, __half>)
-    return __float2half_rn(x);
-  else
-    return __float2bfloat16_rn(x);
-}
-
+// ---- 16-byte vectors --------------------------------------------------------------------------------------------
 template <typename T>
 __device__ __forceinline__ void accumulate(float (&acc)[Elem<T>::kPerVec], const uint4& v) {
   const T* e = reinterpret_cast<const T*>(&v);
@@ -151,7 +206,7 @@ __device__ __forceinline__ void store_user(T* p, size_t vec, const uint4& v, boo
 // Unroll factor of the per-thread loops: several 16-byte loads in flight per thread before the first use is what
 // reaches memory and NVLink bandwidth with one block per SM. Halved for wide worlds to stay within 128 registers.
 template <int W>
-inline constexpr int kUnroll = W <= 4 ? 4 : 2;
+constexpr int kUnroll = W <= 4 ? 4 : 2;
 
 // Copies vectors [beg, end) of the caller's input into a staging buffer.
 template <int U, typename T>

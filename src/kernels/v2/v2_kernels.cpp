@@ -1,0 +1,92 @@
+#include "kernels/v2/v2_kernels.h"
+
+#include "common/check.h"
+#include "common/log.h"
+#include "jit/compiler.h"
+#include "kernels/v1/launch.h"
+
+namespace customar::detail {
+
+extern const char* const kV2DeviceSource;  // generated at build time from src/kernels/{handle.h,device/*.cuh}
+
+namespace {
+const char* const kAlgoNames[3] = {"oneshot_push", "oneshot_pull", "twoshot"};
+const char* const kTypeNames[3] = {"f16", "bf16", "f32"};
+const char* const kTypeDecls[3] = {"f16", "bf16", "float"};
+const char* const kBodies[3] = {"oneshot_push_body", "oneshot_pull_body", "twoshot_body"};
+
+int algo_index(Algo a) {
+  switch (a) {
+    case Algo::kOneshotPush:
+      return 0;
+    case Algo::kOneshotPull:
+      return 1;
+    case Algo::kTwoshot:
+      return 2;
+    default:
+      throw InvalidArgument("V2 has no kernel for algorithm " + std::string(algo_name(a)));
+  }
+}
+}  // namespace
+
+std::string v2_module_name(int world) { return "customar_v2_w" + std::to_string(world); }
+
+std::string v2_source(int world) {
+  std::string s = kV2DeviceSource;
+  s += "\nnamespace customar::detail {\nconstexpr int kWorld = " + std::to_string(world) + ";\n}\n";
+  for (int a = 0; a < 3; ++a) {
+    for (int t = 0; t < 3; ++t) {
+      s += std::string("extern \"C\" __global__ void __launch_bounds__(512) customar_v2_") + kAlgoNames[a] + "_" +
+           kTypeNames[t] +
+           "(customar::detail::DeviceHandle h, const void* in, void* out, size_t nvec, int in_aligned, "
+           "int out_aligned) {\n  using namespace customar::detail;\n  " +
+           kBodies[a] + "<" + kTypeDecls[t] + ", kWorld, true>(h, static_cast<const " + kTypeDecls[t] +
+           "*>(in), static_cast<" + kTypeDecls[t] + "*>(out), nvec, in_aligned != 0, out_aligned != 0);\n}\n";
+    }
+  }
+  return s;
+}
+
+V2Kernels::V2Kernels(int world, int sm) {
+  JitResult jit = jit_compile(v2_module_name(world), v2_source(world), sm);
+  compile_ms_ = jit.ms;
+  compile_source_ = jit.source == JitResult::Source::kCompiled ? "compiled"
+                    : jit.source == JitResult::Source::kDisk   ? "disk cache"
+                                                               : "memo";
+  CUSTOMAR_CUDA_CHECK(cudaLibraryLoadData(&lib_, jit.cubin.data(), nullptr, nullptr, 0, nullptr, nullptr, 0));
+  for (int a = 0; a < 3; ++a)
+    for (int t = 0; t < 3; ++t) {
+      std::string name = std::string("customar_v2_") + kAlgoNames[a] + "_" + kTypeNames[t];
+      CUSTOMAR_CUDA_CHECK(cudaLibraryGetKernel(&kernels_[a][t], lib_, name.c_str()));
+    }
+}
+
+V2Kernels::~V2Kernels() {
+  if (lib_ != nullptr) (void)cudaLibraryUnload(lib_);
+}
+
+void V2Kernels::launch(Algo algo, const DeviceHandle& h, const void* in, void* out, size_t count, DataType dtype,
+                       cudaStream_t stream) const {
+  const size_t bytes = count * dtype_size(dtype);
+  const int t = dtype == DataType::kFloat16 ? 0 : dtype == DataType::kBFloat16 ? 1 : 2;
+  cudaKernel_t kernel = kernels_[algo_index(algo)][t];
+  DeviceHandle handle = h;
+  size_t nvec = bytes / 16;
+  int in_aligned = reinterpret_cast<uintptr_t>(in) % 16 == 0;
+  int out_aligned = reinterpret_cast<uintptr_t>(out) % 16 == 0;
+  void* args[] = {&handle, const_cast<void**>(&in), &out, &nvec, &in_aligned, &out_aligned};
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(static_cast<unsigned>(v1_grid(algo, bytes, h.world, h.max_blocks)));
+  cfg.blockDim = dim3(kThreads);
+  cfg.stream = stream;
+  // Programmatic dependent launch: this kernel may be scheduled while the previous one drains; it waits for it at
+  // pdl_wait(). Captured into graphs as a programmatic edge.
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  CUSTOMAR_CUDA_CHECK(cudaLaunchKernelExC(&cfg, reinterpret_cast<const void*>(kernel), args));
+}
+
+}  // namespace customar::detail

@@ -1,0 +1,45 @@
+// V2: the shared kernel bodies compiled at run time by NVRTC for this exact GPU and world size, with programmatic
+// dependent launch, plus the one-shot push (Lamport) kernel that V1 does not have.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <string>
+
+#include "customar/types.h"
+#include "kernels/handle.h"
+
+namespace customar::detail {
+
+/// The NVRTC source of the V2 module for a world size: the device headers followed by extern "C" kernels
+/// customar_v2_<algo>_<dtype> for oneshot_push, oneshot_pull and twoshot x f16, bf16, f32.
+std::string v2_source(int world);
+
+/// Module name used in the cache key and dumps, e.g. "customar_v2_w4".
+std::string v2_module_name(int world);
+
+/// Loaded V2 kernels for one (world size, architecture).
+class V2Kernels {
+ public:
+  /// Compiles (or loads from the cache) and loads the module. Throws Error on any failure.
+  V2Kernels(int world, int sm);
+  ~V2Kernels();
+  V2Kernels(const V2Kernels&) = delete;
+  V2Kernels& operator=(const V2Kernels&) = delete;
+
+  /// Launches `algo` (not kNccl) with PDL. Same preconditions as V1's launchers; push also needs
+  /// bytes <= h.push_capacity.
+  void launch(Algo algo, const DeviceHandle& h, const void* in, void* out, size_t count, DataType dtype,
+              cudaStream_t stream) const;
+
+  double compile_ms() const { return compile_ms_; }
+  const char* compile_source() const { return compile_source_; }
+
+ private:
+  cudaLibrary_t lib_ = nullptr;
+  cudaKernel_t kernels_[3][3] = {};  // [oneshot_push, oneshot_pull, twoshot][f16, bf16, f32]
+  double compile_ms_ = 0;
+  const char* compile_source_ = "";
+};
+
+}  // namespace customar::detail
