@@ -51,6 +51,7 @@ run "topo-pcie2" CUSTOMAR_TOPO_FILE=$data/pcie2.json -- "$test" -n 2 --quick --e
 [ "$gpus" -ge 4 ] && run "topo-pcie4" CUSTOMAR_TOPO_FILE=$data/pcie4.json -- "$test" -n 4 --quick --expect nccl
 [ "$gpus" -ge 4 ] && run "topo-nvlink4-missing-pair" CUSTOMAR_TOPO_FILE=$data/nvlink4_missing_pair.json -- "$test" -n 4 --quick --expect nccl
 run "disabled" CUSTOMAR_DISABLE=1 -- "$test" -n 2 --quick --expect nccl
+run "world-1" -- "$test" -n 1 --quick --expect none
 # The V1 kernels at full size under auto thresholds (V2 disabled), and V2 with a cold then warm kernel cache.
 run "v1-auto-w$gpus" CUSTOMAR_DISABLE_V2=1 -- "$test" -n "$gpus" --expect v1
 jit=$(mktemp -d)

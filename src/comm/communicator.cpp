@@ -147,6 +147,7 @@ struct Communicator::Impl {
     }
     custom.reset();
     v2.reset();
+    if (failed_rank >= 0 && nccl) nccl->abort_on_destroy();
     nccl.reset();
     if (order_event != nullptr) (void)cudaEventDestroy(order_event);
   }

@@ -34,8 +34,8 @@ constexpr size_t kSlotBytes = 64 * 1024;
 struct Shared {
   std::atomic<uint32_t> arrived;
   std::atomic<uint32_t> generation;
-  std::atomic<int32_t> dead_rank;  // set by the parent when a rank exits early; -1 = none
-  std::atomic<int32_t> dead_code;
+  std::atomic<uint64_t> exited;  // bit r: rank r's process has ended (set by the parent)
+  std::atomic<int32_t> exit_code[kMaxRanks];
   std::atomic<uint64_t> entered[kMaxRanks];  // barriers each rank has entered, to name who is missing
   uint64_t length[kMaxRanks];
   alignas(64) uint8_t slots[1];  // nprocs * kSlotBytes follow
@@ -60,12 +60,16 @@ class ShmGroup final : public Group {
     auto start = std::chrono::steady_clock::now();
     const int64_t timeout_ms = env().init_timeout_ms;
     for (uint32_t spins = 0; s_->generation.load(std::memory_order_acquire) == gen; ++spins) {
-      int dead = s_->dead_rank.load(std::memory_order_acquire);
-      if (dead >= 0)
-        throw TimeoutError("launcher: rank " + std::to_string(dead) + " exited (code " +
-                               std::to_string(s_->dead_code.load()) + ") while rank " + std::to_string(rank_) +
-                               " waited for it",
-                           dead);
+      // A rank whose process has ended and that has not entered this barrier never will: fail now, naming it,
+      // instead of waiting out the timeout. (One that ended after entering it is not missing.)
+      uint64_t exited = s_->exited.load(std::memory_order_acquire);
+      for (int r = 0; exited != 0 && r < size_; ++r) {
+        if ((exited >> r & 1) && s_->entered[r].load(std::memory_order_acquire) < mine)
+          throw TimeoutError("launcher: rank " + std::to_string(r) + " exited (code " +
+                                 std::to_string(s_->exit_code[r].load()) + ") while rank " + std::to_string(rank_) +
+                                 " waited for it",
+                             r);
+      }
       auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
       // Spin (yielding) for the first 2 ms so that ranks leave a barrier together, which benchmarks rely on; then
       // sleep, so that a rank waiting on a compiling peer does not take its core.
@@ -155,8 +159,8 @@ std::vector<RankExit> launch(int nprocs, const std::function<int(Group&)>& fn, c
   auto* s = new (mem) Shared;  // zero-filled by the kernel; placement-new starts the atomics' lifetimes
   s->arrived.store(0);
   s->generation.store(0);
-  s->dead_rank.store(-1);
-  s->dead_code.store(0);
+  s->exited.store(0);
+  for (auto& c : s->exit_code) c.store(0);
   for (auto& e : s->entered) e.store(0);
 
   std::fflush(stdout);
@@ -221,12 +225,9 @@ std::vector<RankExit> launch(int nprocs, const std::function<int(Group&)>& fn, c
     *it = -1;
     --remaining;
     result[r].exit_code = decode_status(status);
-    if (result[r].exit_code != 0) {
-      // Tell the ranks still waiting for r that it is gone, so they fail now instead of at their timeout.
-      int expected = -1;
-      s->dead_code.store(result[r].exit_code);
-      s->dead_rank.compare_exchange_strong(expected, r, std::memory_order_acq_rel);
-    }
+    // Tell the ranks still waiting for r that it is gone, so they fail now instead of at their timeout.
+    s->exit_code[r].store(result[r].exit_code);
+    s->exited.fetch_or(uint64_t(1) << r, std::memory_order_acq_rel);
   }
   munmap(mem, bytes);
   return result;

@@ -56,6 +56,7 @@ constexpr int kCounterEpoch = 0;       ///< custom calls completed (barrier flag
 constexpr int kCounterPushEpoch = 1;   ///< push calls completed (which of the 3 push buffers)
 constexpr int kCounterPushLast = 2;    ///< vectors of the last push call (what the next one must clear)
 constexpr int kCounterBlocksDone = 3;  ///< blocks of the current call that have finished
-constexpr int kCounterCount = 4;
+constexpr int kCounterFailed = 4;      ///< set by a timed-out wait: every later kernel returns at once
+constexpr int kCounterCount = 5;
 
 }  // namespace customar::detail

@@ -43,8 +43,8 @@ NcclComm::NcclComm(Group& group, int device, ncclComm_t external) {
 
 NcclComm::~NcclComm() {
   if (owned_ && comm_ != nullptr) {
-    ncclResult_t r = ncclCommDestroy(comm_);
-    if (r != ncclSuccess) CUSTOMAR_WARN("INIT", "ncclCommDestroy: %s", ncclGetErrorString(r));
+    ncclResult_t r = abort_ ? ncclCommAbort(comm_) : ncclCommDestroy(comm_);
+    if (r != ncclSuccess) CUSTOMAR_WARN("INIT", "releasing the NCCL communicator: %s", ncclGetErrorString(r));
   }
 }
 

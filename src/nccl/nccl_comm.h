@@ -18,11 +18,15 @@ class NcclComm {
   NcclComm& operator=(const NcclComm&) = delete;
 
   void all_reduce(const void* in, void* out, size_t count, DataType dtype, cudaStream_t stream);
+  /// Frees an owned communicator with ncclCommAbort instead of ncclCommDestroy: for a group that lost a rank,
+  /// where a destroy could wait for it forever. Called at most once, from the owner's destructor.
+  void abort_on_destroy() { abort_ = true; }
   ncclComm_t get() const { return comm_; }
 
  private:
   ncclComm_t comm_ = nullptr;
   bool owned_ = false;
+  bool abort_ = false;
 };
 
 }  // namespace customar::detail

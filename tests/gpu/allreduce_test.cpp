@@ -26,6 +26,7 @@ struct Options {
   int world = 0;
   std::string expect;
   bool quick = false;
+  bool smoke = false;  // a handful of cases, for runs under compute-sanitizer
 };
 
 struct Tally {
@@ -88,7 +89,8 @@ int run_rank(Group& g, const Options& opt) {
   TEST_CUDA(cudaMalloc(reinterpret_cast<void**>(&res), sizeof(CheckResult)));
 
   std::vector<size_t> byte_sizes = {16, 1024, 4096, 16384, 65536, 262144, 1 << 20, 4 << 20};
-  if (!opt.quick) {
+  if (opt.smoke) byte_sizes = {1024, 65536, 1 << 20};
+  if (!opt.quick && !opt.smoke) {
     byte_sizes.push_back(16 << 20);
     byte_sizes.push_back(64 << 20);
   }
@@ -99,6 +101,7 @@ int run_rank(Group& g, const Options& opt) {
 
   std::vector<Case> cases;
   for (DataType d : {DataType::kFloat16, DataType::kBFloat16, DataType::kFloat32}) {
+    if (opt.smoke && d != DataType::kBFloat16) continue;
     size_t es = dtype_size(d);
     std::vector<size_t> counts;
     for (size_t b : byte_sizes) counts.push_back(b / es);
@@ -171,7 +174,7 @@ int run_rank(Group& g, const Options& opt) {
       record(false, std::string("graph capture: ") + e.what());
       captured = false;
     }
-    for (int replay = 0; captured && replay < 3; ++replay) {
+    for (int replay = 0; captured && replay < (opt.smoke ? 1 : 3); ++replay) {
       uint64_t gseed = mix(777 + replay);
       for (size_t k = 0; k < calls.size(); ++k) {
         fill(calls[k].in, calls[k].count, calls[k].d, gseed + k, rank, Values::kUniform, s);
@@ -245,8 +248,10 @@ int main(int argc, char** argv) {
       opt.expect = argv[++i];
     else if (a == "--quick")
       opt.quick = true;
+    else if (a == "--smoke")
+      opt.smoke = true;
     else {
-      std::fprintf(stderr, "usage: allreduce_test [-n WORLD] [--expect none|nccl|v1|v2] [--quick]\n");
+      std::fprintf(stderr, "usage: allreduce_test [-n WORLD] [--expect none|nccl|v1|v2] [--quick] [--smoke]\n");
       return 2;
     }
   }

@@ -97,24 +97,39 @@ void with_type(DataType d, F&& f) {
 void fill(void* p, size_t n, DataType d, uint64_t seed, int rank, Values kind, cudaStream_t s) {
   with_type(d, [&](auto t) {
     using T = decltype(t);
-    fill_kernel<T><<<1024, 256, 0, s>>>(static_cast<T*>(p), n, seed, rank, kind);
+    fill_kernel<T><<<static_cast<unsigned>(n / 256 + 1 < 1024 ? n / 256 + 1 : 1024), 256, 0, s>>>(static_cast<T*>(p), n,
+                                                                                                  seed, rank, kind);
+  });
+  TEST_CUDA(cudaGetLastError());
+}
+
+void reset_result(CheckResult* res, cudaStream_t s) {
+  static const CheckResult init{0, 0, 0, 0, ~0ull};
+  TEST_CUDA(cudaMemcpyAsync(res, &init, sizeof(init), cudaMemcpyHostToDevice, s));
+}
+
+CheckResult read_result(const CheckResult* res, cudaStream_t s) {
+  CheckResult h{};
+  TEST_CUDA(cudaMemcpyAsync(&h, res, sizeof(h), cudaMemcpyDeviceToHost, s));
+  TEST_CUDA(cudaStreamSynchronize(s));
+  return h;
+}
+
+void check_async(const void* out, size_t n, DataType d, uint64_t seed, int world, Values kind, double tol,
+                 cudaStream_t s, CheckResult* res) {
+  unsigned blocks = static_cast<unsigned>(n / 256 + 1 < 1024 ? n / 256 + 1 : 1024);
+  with_type(d, [&](auto t) {
+    using T = decltype(t);
+    check_kernel<T><<<blocks, 256, 0, s>>>(static_cast<const T*>(out), n, seed, world, kind, tol, res);
   });
   TEST_CUDA(cudaGetLastError());
 }
 
 CheckResult check(const void* out, size_t n, DataType d, uint64_t seed, int world, Values kind, cudaStream_t s,
                   CheckResult* res) {
-  CheckResult init{0, 0, 0, 0, ~0ull};
-  TEST_CUDA(cudaMemcpyAsync(res, &init, sizeof(init), cudaMemcpyHostToDevice, s));
-  with_type(d, [&](auto t) {
-    using T = decltype(t);
-    check_kernel<T><<<1024, 256, 0, s>>>(static_cast<const T*>(out), n, seed, world, kind, tolerance(d, world), res);
-  });
-  TEST_CUDA(cudaGetLastError());
-  CheckResult h{};
-  TEST_CUDA(cudaMemcpyAsync(&h, res, sizeof(h), cudaMemcpyDeviceToHost, s));
-  TEST_CUDA(cudaStreamSynchronize(s));
-  return h;
+  reset_result(res, s);
+  check_async(out, n, d, seed, world, kind, tolerance(d, world), s, res);
+  return read_result(res, s);
 }
 
 }  // namespace customar::test

@@ -52,4 +52,13 @@ void fill(void* p, size_t n, DataType d, uint64_t seed, int rank, Values kind, c
 CheckResult check(const void* out, size_t n, DataType d, uint64_t seed, int world, Values kind, cudaStream_t s,
                   CheckResult* res);
 
+/// Launches the check without resetting or reading `res`: results accumulate across calls (wrong counts add up), so a
+/// stress loop checks every call and synchronises only now and then. `tol` = 0 demands exact sums (small integers).
+void check_async(const void* out, size_t n, DataType d, uint64_t seed, int world, Values kind, double tol,
+                 cudaStream_t s, CheckResult* res);
+/// Zeroes `res` (asynchronously).
+void reset_result(CheckResult* res, cudaStream_t s);
+/// Copies `res` to the host; synchronises `s`.
+CheckResult read_result(const CheckResult* res, cudaStream_t s);
+
 }  // namespace customar::test

@@ -46,6 +46,20 @@ TEST(Dispatch, OneMissingNvlinkPairAmongFourGetsNccl) {
 
 TEST(Dispatch, NoPeerAccessGetsNccl) { EXPECT_EQ(decide_file("pcie4_no_p2p.json").backend, Backend::kNccl); }
 
+TEST(Dispatch, WorldSizeAboveEightGetsNccl) {
+  Topology t = example_topology();
+  GpuInfo extra = t.gpus[0];
+  extra.pci_bus_id = "0000:fe:00.0";
+  t.gpus.push_back(extra);
+  for (auto* m : {&t.nvlink, &t.p2p}) {
+    for (auto& row : *m) row.push_back(true);
+    m->push_back(std::vector<bool>(9, true));
+  }
+  Decision d = decide_backend(t, builtin_config(), {});
+  EXPECT_EQ(d.backend, Backend::kNccl);
+  EXPECT_NE(d.reason.find("world size 9"), std::string::npos) << d.reason;
+}
+
 TEST(Dispatch, WorldSizeOneIsNone) {
   EXPECT_EQ(decide_backend(example_topology().prefix(1), builtin_config(), {}).backend, Backend::kNone);
 }

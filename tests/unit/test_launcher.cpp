@@ -70,6 +70,25 @@ TEST(Launcher, ADeadRankFailsTheOthersNamingIt) {
   EXPECT_LT(secs, 30.0) << "waiting ranks were not told of the dead rank";
 }
 
+TEST(Launcher, ARankThatReturnsEarlyIsNamedNotWaitedFor) {
+  auto start = std::chrono::steady_clock::now();
+  auto exits = launch(
+      3,
+      [](Group& g) {
+        g.barrier();
+        if (g.rank() == 1) return 0;  // leaves before the second barrier
+        try {
+          g.barrier();
+        } catch (const TimeoutError& e) {
+          return e.missing_rank() == 1 ? 0 : 3;
+        }
+        return 4;
+      },
+      LaunchOptions{60});
+  for (const auto& e : exits) EXPECT_EQ(e.exit_code, 0) << "rank " << e.rank;
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 30.0);
+}
+
 TEST(Launcher, DeadlineKillsAHungJob) {
   auto exits = launch(
       2,

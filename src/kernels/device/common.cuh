@@ -99,28 +99,40 @@ struct CallState {
   int abort;            // set when a wait timed out: the block leaves without finishing
 };
 
-template <bool kPdl>
-__device__ __forceinline__ void begin_call(const DeviceHandle& h, CallState& s) {
-  pdl_wait<kPdl>();
+// Reads this call's counters into shared memory. The caller has passed pdl_wait() (if it launched with PDL) and may
+// have issued independent loads first, so their latencies overlap.
+__device__ __forceinline__ void read_counters(const DeviceHandle& h, CallState& s) {
   if (threadIdx.x == 0) {
     // Written by the previous custom kernel's last block; the kernel boundary (or pdl_wait) makes it visible.
     s.epoch = h.counters[kCounterEpoch] + 1;
     s.push_epoch = h.counters[kCounterPushEpoch] + 1;
     s.push_last = h.counters[kCounterPushLast];
-    s.abort = 0;
+    // After a timeout the communicator is broken; kernels already queued (a replayed graph holds many) must not
+    // each wait out the timeout again.
+    s.abort = h.counters[kCounterFailed] != 0;
   }
   __syncthreads();
+}
+
+template <bool kPdl>
+__device__ __forceinline__ void begin_call(const DeviceHandle& h, CallState& s) {
+  pdl_wait<kPdl>();
+  read_counters(h, s);
 }
 
 // `push_vecs` >= 0 marks a push call: its epoch and size are recorded for the next push call.
 __device__ __forceinline__ void end_call(const DeviceHandle& h, const CallState& s, long long push_vecs) {
   __syncthreads();
   if (threadIdx.x == 0) {
-    __threadfence();
-    unsigned long long* done = reinterpret_cast<unsigned long long*>(&h.counters[kCounterBlocksDone]);
-    unsigned long long prev = atomicAdd(done, 1ull);
-    if (prev == gridDim.x - 1) {  // the last block: every block has started and finished
-      *done = 0;
+    // No fence needed: the counters are read only by the next kernel, after this one has completed. A grid of one
+    // block (every small message) skips the atomic round trip to L2, which is on the critical path of latency.
+    bool last = gridDim.x == 1;
+    if (!last) {
+      unsigned long long* done = reinterpret_cast<unsigned long long*>(&h.counters[kCounterBlocksDone]);
+      last = atomicAdd(done, 1ull) == gridDim.x - 1;  // the last block: every block has started and finished
+      if (last) *done = 0;
+    }
+    if (last) {
       h.counters[kCounterEpoch] = s.epoch;
       if (push_vecs >= 0) {
         h.counters[kCounterPushEpoch] = s.push_epoch;
@@ -135,6 +147,7 @@ __device__ __forceinline__ void report_timeout(const DeviceHandle& h, CallState&
   // need PCIe atomics, and any one missing rank is a right answer when several blocks report.
   *reinterpret_cast<volatile int*>(h.error) = missing + 1;
   __threadfence_system();
+  h.counters[kCounterFailed] = 1;
   s.abort = 1;
 }
 

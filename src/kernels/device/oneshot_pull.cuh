@@ -14,6 +14,7 @@ __device__ __forceinline__ void oneshot_pull_body(const DeviceHandle& h, const T
   const size_t beg = blockIdx.x * per;
   const size_t end = beg + per < nvec ? beg + per : nvec;
   begin_call<kPdl>(h, s);
+  if (s.abort) return;
   uint4* mine = staging(h, h.rank, s.epoch);
   // Fused staging copy: the input goes into this rank's peer-visible buffer inside the kernel, so graph-captured
   // inputs need no IPC registration. Block b copies exactly the range block b of every peer will read.

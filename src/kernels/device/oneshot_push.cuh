@@ -62,14 +62,20 @@ template <typename T, int W, bool kPdl>
 __device__ __forceinline__ void oneshot_push_body(const DeviceHandle& h, const T* in, T* out, size_t nvec,
                                                   bool in_aligned, bool out_aligned) {
   __shared__ CallState s;
-  const size_t stride = size_t(gridDim.x) * kThreads;
-  const size_t first = size_t(blockIdx.x) * kThreads + threadIdx.x;
-  begin_call<kPdl>(h, s);
+  // The block size is chosen per call (a small message needs fewer than kThreads threads).
+  const size_t stride = size_t(gridDim.x) * blockDim.x;
+  const size_t first = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  pdl_wait<kPdl>();
+  // Load the first input vector before reading the counters, so the two loads' latencies overlap.
+  uint4 v0 = make_uint4(0, 0, 0, 0);
+  if (first < nvec) v0 = load_user(in, first, in_aligned);
+  read_counters(h, s);
+  if (s.abort) return;
 
   // Send: each vector to its slot in every rank (this one included, so every rank reduces the same bits in the same
   // order and results are bitwise identical).
   for (size_t i = first; i < nvec; i += stride) {
-    uint4 v = load_user(in, i, in_aligned);
+    uint4 v = i == first ? v0 : load_user(in, i, in_aligned);
     v.x = unsentinel<T>(v.x);
     v.y = unsentinel<T>(v.y);
     v.z = unsentinel<T>(v.z);

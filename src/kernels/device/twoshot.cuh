@@ -27,6 +27,7 @@ __device__ __forceinline__ void twoshot_body(const DeviceHandle& h, const T* in,
                                              bool out_aligned) {
   __shared__ CallState s;
   begin_call<kPdl>(h, s);
+  if (s.abort) return;
   uint4* mine = staging(h, h.rank, s.epoch);
   // Fused staging copy of every part's slice this block will exchange.
   if (!h.skip_copy_in) {

@@ -78,6 +78,10 @@ void V2Kernels::launch(Algo algo, const DeviceHandle& h, const void* in, void* o
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(static_cast<unsigned>(v1_grid(algo, bytes, h.world, h.max_blocks)));
   cfg.blockDim = dim3(kThreads);
+  if (algo == Algo::kOneshotPush && nvec < static_cast<size_t>(kThreads)) {
+    // One block with one thread per vector (whole warps): fewer warps to schedule and to meet at barriers.
+    cfg.blockDim = dim3(static_cast<unsigned>(nvec < 32 ? 32 : (nvec + 31) / 32 * 32));
+  }
   cfg.stream = stream;
   // Programmatic dependent launch: this kernel may be scheduled while the previous one drains; it waits for it at
   // pdl_wait(). Captured into graphs as a programmatic edge.

@@ -1,0 +1,319 @@
+// Reliability on real GPUs, one process per GPU through the launcher. Modes:
+//   dead-peer   one rank is SIGKILLed in the middle of a stream of all-reduces (--graph: of graph replays); every
+//               other rank must get a TimeoutError naming it within CUSTOMAR_TIMEOUT_MS, and then StateError.
+//   no-call     one rank never calls; the same is required of the others.
+//   check-mode  with CUSTOMAR_CHECK=1, ranks pass different counts / dtypes: a clear error on every rank, and the
+//               communicator still works afterwards.
+//   stress      --calls N all-reduces of random sizes, dtypes, in/out-of-place, algorithms (every backend and
+//               auto), small-integer data so every sum is exact, every result checked. Bounded by --seconds.
+//   lifecycle   --iters N communicators created, used and destroyed: no device memory, host memory or mapping
+//               growth.
+// Each mode prints "metric: name=value" lines and ends with "N passed, M failed".
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <string>
+#include <thread>
+
+#include "check_kernels.h"
+#include "customar/communicator.h"
+#include "customar/env.h"
+#include "customar/launcher.h"
+
+using namespace customar;
+using namespace customar::test;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Options {
+  std::string mode;
+  int world = 2;
+  bool graph = false;
+  long calls = 1000000;
+  double seconds = 240;
+  int iters = 100;
+};
+
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+
+int finish(Group& g, int passed, int failed) {
+  auto all = all_gather_value(g, failed);
+  int total_failed = 0;
+  for (int f : all) total_failed += f;
+  if (g.rank() == 0) std::printf("%d passed, %d failed\n", passed, total_failed);
+  return total_failed == 0 ? 0 : 1;
+}
+
+// Dead peer / no call. The victim is the last rank. Survivors return 0 only if they saw the right errors in time.
+int dead_peer(Group& g, const Options& o, bool kill) {
+  const int rank = g.rank(), victim = g.size() - 1;
+  TEST_CUDA(cudaSetDevice(rank));
+  Communicator comm(g, rank);
+  cudaStream_t s;
+  TEST_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  const size_t count = 8192;  // 16 KiB of bf16: a custom kernel (push on V2, pull on V1)
+  void* buf = nullptr;
+  TEST_CUDA(cudaMalloc(&buf, count * 2));
+  fill(buf, count, DataType::kBFloat16, 1, rank, Values::kSmallInt, s);
+  cudaGraphExec_t exec = nullptr;
+  if (o.graph) {
+    cudaGraph_t graph;
+    TEST_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < 16; ++i) comm.all_reduce(buf, buf, count, DataType::kBFloat16, s);
+    TEST_CUDA(cudaStreamEndCapture(s, &graph));
+    TEST_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+  }
+  const int kill_at = 200;
+  const int64_t timeout_ms = env().timeout_ms;
+  g.barrier();
+  if (rank == victim && !kill) {
+    // Never calls: waits long enough for everyone else to time out, then leaves.
+    std::this_thread::sleep_for(std::chrono::milliseconds(3 * timeout_ms + 2000));
+    return 0;
+  }
+  Clock::time_point last_ok = Clock::now();
+  for (int it = 0; it < kill_at + 100000; ++it) {
+    if (rank == victim && it == kill_at) raise(SIGKILL);
+    try {
+      if (o.graph)
+        TEST_CUDA(cudaGraphLaunch(exec, s));
+      else
+        comm.all_reduce(buf, buf, count, DataType::kBFloat16, s);
+      TEST_CUDA(cudaStreamSynchronize(s));
+      comm.check();
+      last_ok = Clock::now();
+    } catch (const TimeoutError& e) {
+      double detect_ms = ms_since(last_ok);
+      bool named = e.missing_rank() == victim;
+      bool in_time = detect_ms < timeout_ms + 5000;
+      bool refused = false;
+      try {
+        comm.all_reduce(buf, buf, count, DataType::kBFloat16, s);
+      } catch (const StateError&) {
+        refused = true;
+      }
+      std::printf("metric: mode=%s graph=%d rank=%d missing_rank=%d detect_ms=%.0f timeout_ms=%lld refused_after=%d\n",
+                  kill ? "dead-peer" : "no-call", o.graph ? 1 : 0, rank, e.missing_rank(), detect_ms,
+                  static_cast<long long>(timeout_ms), refused ? 1 : 0);
+      std::printf("  error: %s\n", e.what());
+      std::fflush(stdout);
+      return named && in_time && refused ? 0 : 3;
+    }
+  }
+  std::printf("rank %d: no error although rank %d is gone\n", rank, victim);
+  return 4;
+}
+
+int check_mode(Group& g) {
+  const int rank = g.rank();
+  TEST_CUDA(cudaSetDevice(rank));
+  Communicator comm(g, rank);
+  cudaStream_t s;
+  TEST_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  void* buf = nullptr;
+  TEST_CUDA(cudaMalloc(&buf, 1 << 20));
+  CheckResult* res = nullptr;
+  TEST_CUDA(cudaMalloc(reinterpret_cast<void**>(&res), sizeof(CheckResult)));
+  int passed = 0, failed = 0;
+  auto expect_invalid = [&](const char* what, size_t count, DataType d) {
+    try {
+      comm.all_reduce(buf, buf, count, d, s);
+      ++failed;
+      std::printf("FAIL rank %d: %s accepted\n", rank, what);
+    } catch (const InvalidArgument& e) {
+      ++passed;
+      if (rank == 0) std::printf("ok   %s: %s\n", what, e.what());
+    }
+  };
+  expect_invalid("ranks pass different counts", rank == 0 ? 1024 : 2048, DataType::kBFloat16);
+  expect_invalid("ranks pass different dtypes", 1024, rank == 0 ? DataType::kFloat32 : DataType::kBFloat16);
+  // Still usable, and right.
+  fill(buf, 4096, DataType::kFloat16, 9, rank, Values::kUniform, s);
+  comm.all_reduce(buf, buf, 4096, DataType::kFloat16, s);
+  CheckResult r = check(buf, 4096, DataType::kFloat16, 9, g.size(), Values::kUniform, s, res);
+  (r.wrong == 0 ? passed : failed)++;
+  if (rank == 0) std::printf("%s  correct call after the rejected ones\n", r.wrong == 0 ? "ok  " : "FAIL");
+  return finish(g, passed, failed);
+}
+
+int stress(Group& g, const Options& o) {
+  const int rank = g.rank(), world = g.size();
+  TEST_CUDA(cudaSetDevice(rank));
+  Communicator comm(g, rank);
+  cudaStream_t s;
+  TEST_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  const size_t max_bytes = size_t(16) << 20;
+  void *in = nullptr, *out = nullptr;
+  TEST_CUDA(cudaMalloc(&in, max_bytes + 64));
+  TEST_CUDA(cudaMalloc(&out, max_bytes + 64));
+  CheckResult* res = nullptr;
+  TEST_CUDA(cudaMalloc(reinterpret_cast<void**>(&res), sizeof(CheckResult)));
+  reset_result(res, s);
+  // Every rank draws the same sequence: sizes, dtypes and algorithms must agree across ranks.
+  std::mt19937_64 rng(12345);
+  const std::optional<Algo> algos[] = {std::nullopt, Algo::kOneshotPush, Algo::kOneshotPull, Algo::kTwoshot,
+                                       Algo::kNccl};
+  const char* algo_names[] = {"auto", "oneshot_push", "oneshot_pull", "twoshot", "nccl"};
+  long per_algo[5] = {0, 0, 0, 0, 0};
+  unsigned long long wrong_total = 0;
+  long done = 0;
+  auto t0 = Clock::now();
+  for (; done < o.calls; ++done) {
+    uint64_t r = rng();
+    int a = static_cast<int>(r % 5);
+    DataType d = static_cast<DataType>((r >> 8) % 3);
+    bool inplace = (r >> 12) & 1;
+    // Mostly decode-sized messages, some prefill-sized: 16 B .. 64 KiB (90 %), .. 2 MiB (9.5 %), .. 16 MiB (0.5 %).
+    uint64_t band = (r >> 16) % 1000;
+    size_t max_b = band < 900 ? (64 << 10) : band < 995 ? (2 << 20) : max_bytes;
+    size_t es = dtype_size(d);
+    size_t count = 1 + (r >> 24) % (max_b / es);
+    if ((r >> 40) % 4 != 0) count = (count + 7) / 8 * 8;  // 3 in 4 calls 16-byte sized, the rest odd
+    comm.set_algo(algos[a]);
+    fill(in, count, d, done, rank, Values::kSmallInt, s);
+    void* dst = inplace ? in : out;
+    comm.all_reduce(in, dst, count, d, s);
+    check_async(dst, count, d, done, world, Values::kSmallInt, 0.0, s, res);
+    ++per_algo[a];
+    if ((done & 4095) == 4095 || done + 1 == o.calls) {
+      CheckResult cr = read_result(res, s);
+      comm.check();
+      wrong_total = cr.wrong;
+      if (ms_since(t0) > o.seconds * 1000) {
+        ++done;
+        break;
+      }
+    }
+  }
+  CheckResult cr = read_result(res, s);
+  comm.check();
+  wrong_total = cr.wrong;
+  double secs = ms_since(t0) / 1000;
+  auto wrongs = all_gather_value(g, wrong_total);
+  unsigned long long all_wrong = 0;
+  for (auto w : wrongs) all_wrong += w;
+  if (rank == 0) {
+    std::printf("metric: mode=stress world=%d backend=%s calls=%ld seconds=%.1f wrong=%llu\n", world,
+                std::string(backend_name(comm.backend())).c_str(), done, secs, all_wrong);
+    for (int a = 0; a < 5; ++a) std::printf("metric:   algo=%s calls=%ld\n", algo_names[a], per_algo[a]);
+  }
+  return finish(g, all_wrong == 0 && done > 0 ? 1 : 0, all_wrong == 0 ? 0 : 1);
+}
+
+long rss_kib() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
+  return -1;
+}
+
+long map_count() {
+  std::ifstream f("/proc/self/maps");
+  long n = 0;
+  std::string line;
+  while (std::getline(f, line)) ++n;
+  return n;
+}
+
+int lifecycle(Group& g, const Options& o) {
+  const int rank = g.rank();
+  TEST_CUDA(cudaSetDevice(rank));
+  cudaStream_t s;
+  TEST_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  void* buf = nullptr;
+  TEST_CUDA(cudaMalloc(&buf, 1 << 16));
+  size_t free0 = 0, free1 = 0, total = 0;
+  long rss0 = 0, maps0 = 0;
+  auto t0 = Clock::now();
+  for (int it = 0; it <= o.iters; ++it) {
+    {
+      Communicator comm(g, rank);
+      fill(buf, 4096, DataType::kBFloat16, it, rank, Values::kSmallInt, s);
+      comm.all_reduce(buf, buf, 4096, DataType::kBFloat16, s);
+      TEST_CUDA(cudaStreamSynchronize(s));
+    }
+    if (it == 0) {  // after one warm-up round: lazily created CUDA / NCCL state is not a leak
+      TEST_CUDA(cudaMemGetInfo(&free0, &total));
+      rss0 = rss_kib();
+      maps0 = map_count();
+    }
+  }
+  TEST_CUDA(cudaMemGetInfo(&free1, &total));
+  long rss1 = rss_kib(), maps1 = map_count();
+  double dev_growth_mib = (double(free0) - double(free1)) / (1 << 20);
+  double rss_growth_mib = (rss1 - rss0) / 1024.0;
+  std::printf(
+      "metric: mode=lifecycle rank=%d iters=%d seconds=%.1f device_growth_mib=%.1f rss_growth_mib=%.1f "
+      "maps_growth=%ld\n",
+      rank, o.iters, ms_since(t0) / 1000, dev_growth_mib, rss_growth_mib, maps1 - maps0);
+  // One communicator holds ~70 MiB of device memory: a leak of one per iteration would show as gigabytes.
+  bool ok = dev_growth_mib < 8 && rss_growth_mib < 64 && (maps1 - maps0) < 64;
+  return finish(g, ok ? 1 : 0, ok ? 0 : 1);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  if (argc < 2) {
+    std::fprintf(stderr,
+                 "usage: reliability_test dead-peer|no-call|check-mode|stress|lifecycle [-n W] [--graph] "
+                 "[--calls N] [--seconds S] [--iters N]\n");
+    return 2;
+  }
+  o.mode = argv[1];
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "-n" && i + 1 < argc)
+      o.world = std::atoi(argv[++i]);
+    else if (a == "--graph")
+      o.graph = true;
+    else if (a == "--calls" && i + 1 < argc)
+      o.calls = std::atol(argv[++i]);
+    else if (a == "--seconds" && i + 1 < argc)
+      o.seconds = std::atof(argv[++i]);
+    else if (a == "--iters" && i + 1 < argc)
+      o.iters = std::atoi(argv[++i]);
+    else {
+      std::fprintf(stderr, "reliability_test: unknown argument %s\n", a.c_str());
+      return 2;
+    }
+  }
+  int gpus = visible_gpu_count();
+  if (o.world < 2 || o.world > gpus) {
+    std::fprintf(stderr, "reliability_test: world size %d needs 2..%d GPUs\n", o.world, gpus);
+    return 2;
+  }
+  auto t0 = Clock::now();
+  std::vector<RankExit> exits = launch(
+      o.world,
+      [&](Group& g) {
+        if (o.mode == "dead-peer") return dead_peer(g, o, true);
+        if (o.mode == "no-call") return dead_peer(g, o, false);
+        if (o.mode == "check-mode") return check_mode(g);
+        if (o.mode == "stress") return stress(g, o);
+        if (o.mode == "lifecycle") return lifecycle(g, o);
+        std::fprintf(stderr, "unknown mode %s\n", o.mode.c_str());
+        return 2;
+      },
+      LaunchOptions{580});
+  int bad = 0;
+  for (const auto& e : exits) {
+    bool victim = (o.mode == "dead-peer") && e.rank == o.world - 1;
+    if (victim ? e.exit_code != 128 + SIGKILL : e.exit_code != 0) {
+      std::fprintf(stderr, "rank %d exited with %d\n", e.rank, e.exit_code);
+      ++bad;
+    }
+  }
+  if (o.mode == "dead-peer" || o.mode == "no-call")
+    std::printf("%s: %d passed, %d failed (all processes ended after %.1f s)\n", o.mode.c_str(),
+                bad == 0 ? o.world - 1 : 0, bad, ms_since(t0) / 1000);
+  return bad == 0 ? 0 : 1;
+}
