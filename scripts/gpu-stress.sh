@@ -38,6 +38,7 @@ run() {  # run NAME ENV... -- COMMAND...
 
 for ws in 2 4; do
   [ "$gpus" -ge "$ws" ] || continue
+  [ "${CUSTOMAR_ONLY_SANITIZERS:-0}" = 1 ] && continue
   for backend in v2 v1; do
     extra=(); [ "$backend" = v1 ] && extra=(CUSTOMAR_DISABLE_V2=1)
     run "dead-peer-$backend-w$ws" CUSTOMAR_TIMEOUT_MS=2000 "${extra[@]}" -- "$rel" dead-peer -n "$ws"
@@ -49,12 +50,15 @@ for ws in 2 4; do
   run "lifecycle-w$ws" -- "$rel" lifecycle -n "$ws" --iters "${CUSTOMAR_LIFECYCLE_ITERS:-100}"
 done
 
+# API errors are not reported: NCCL's own initialisation probes kernels for other architectures
+# (cudaErrorNoKernelImageForDevice from cudaFuncGetAttributes inside ncclCommInitRank), which is not ours to fix.
 if command -v compute-sanitizer >/dev/null && [ "${CUSTOMAR_SKIP_SANITIZERS:-0}" != 1 ]; then
   for tool in memcheck racecheck synccheck; do
     for backend in v2 v1; do
       extra=(); [ "$backend" = v1 ] && extra=(CUSTOMAR_DISABLE_V2=1)
       run "sanitizer-$tool-$backend" CUSTOMAR_TIMEOUT_MS=120000 "${extra[@]}" -- \
-        timeout "${CUSTOMAR_SANITIZER_SECONDS:-120}" compute-sanitizer --tool "$tool" --error-exitcode 99 --target-processes all "$test" -n 2 --smoke
+        timeout "${CUSTOMAR_SANITIZER_SECONDS:-120}" compute-sanitizer --tool "$tool" --report-api-errors no --error-exitcode 99 --print-limit 20 \
+        --target-processes all "$test" -n 2 --smoke
     done
   done
 fi

@@ -7,6 +7,7 @@
 // Environment variables (CUSTOMAR_TOPO_FILE, CUSTOMAR_ALGO, CUSTOMAR_DISABLE_V2...) steer the communicator.
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -94,7 +95,8 @@ int run_rank(Group& g, const Options& opt) {
     byte_sizes.push_back(16 << 20);
     byte_sizes.push_back(64 << 20);
   }
-  const size_t max_bytes = byte_sizes.back() + 64;
+  // Room for the largest case: the byte sizes, and the odd count (1 << 20) + 8 of fp32 below.
+  const size_t max_bytes = std::max<size_t>(byte_sizes.back(), ((1 << 20) + 8) * 4) + 64;
   void *in = nullptr, *out = nullptr;
   TEST_CUDA(cudaMalloc(&in, max_bytes));
   TEST_CUDA(cudaMalloc(&out, max_bytes));
