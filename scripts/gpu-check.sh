@@ -59,6 +59,18 @@ run "jit-cold" CUSTOMAR_CACHE_DIR=$jit CUSTOMAR_DEBUG=INFO CUSTOMAR_DEBUG_SUBSYS
 run "jit-warm" CUSTOMAR_CACHE_DIR=$jit CUSTOMAR_DEBUG=INFO CUSTOMAR_DEBUG_SUBSYS=JIT -- "$test" -n 2 --quick --expect v2
 grep -h "V2 kernels\|JIT INFO" "$out/jit-cold.log" "$out/jit-warm.log" | sort -u | head -6
 
+# The Python binding (torch.multiprocessing at 2 and 4 GPUs, graphs, CuPy) and the tensor-parallel MLP example, when
+# a wheel was staged into .whl/ (scripts/stage-gpu.sh with CUSTOMAR_WHEEL_PYTHON) or customar is importable.
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/customar-site .whl/*.whl &&
+    export PYTHONPATH="/tmp/customar-site:${PYTHONPATH:-}"
+fi
+if python3 -c "import customar, torch" 2>/dev/null; then
+  run "python-gpu" PYTHONUNBUFFERED=1 -- python3 -m pytest -q -p no:cacheprovider python/tests
+  run "tp-mlp-example" -- python3 examples/tp_mlp.py --iters 100
+  tail -4 "$out/tp-mlp-example.log"
+fi
+
 if [ -x "$bench" ] && [ "${CUSTOMAR_SKIP_BENCH:-0}" != 1 ]; then
   for ws in 2 4; do
     [ "$gpus" -ge "$ws" ] || continue

@@ -11,3 +11,10 @@ for f in tools/customar-info tests/gpu/allreduce_test tests/gpu/reliability_test
 done
 strip --strip-debug .gpu-bin/* 2>/dev/null || true
 du -sh .gpu-bin
+# The Python wheel, for the GPU machine's Python (CUSTOMAR_WHEEL_PYTHON=/path/to/python3.12, the minor version there).
+if [ -n "${CUSTOMAR_WHEEL_PYTHON:-}" ]; then
+  rm -rf .whl
+  "$CUSTOMAR_WHEEL_PYTHON" -m pip install -q nanobind scikit-build-core
+  "$CUSTOMAR_WHEEL_PYTHON" -m pip wheel . --no-build-isolation --no-deps -w .whl -q
+  ls .whl
+fi
