@@ -42,54 +42,16 @@ struct Options {
 
 using Issue = std::function<void(cudaStream_t)>;
 
-// Median per-call time (us) of `iters` calls captured in one graph, over `replays` replays; worst rank.
-double time_graph(Group& g, const Issue& issue, int iters, int replays, cudaStream_t s) {
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  TEST_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-  for (int i = 0; i < iters; ++i) issue(s);
-  TEST_CUDA(cudaStreamEndCapture(s, &graph));
-  TEST_CUDA(cudaGraphInstantiate(&exec, graph, 0));
-  for (int w = 0; w < 2; ++w) TEST_CUDA(cudaGraphLaunch(exec, s));
-  TEST_CUDA(cudaStreamSynchronize(s));
-  // One host barrier, then every replay queued back to back: the kernels keep the ranks in step on the GPU, and a
-  // rank's late start (host wake-up) lands only in the first replay, which the median discards.
+// Median per-call time (us) over `replays` rounds of `round` (each issuing `iters` calls), worst rank. One host
+// barrier, then every round queued back to back: the kernels keep the ranks in step on the GPU, and a rank's late
+// start (host wake-up) lands only in the first round, which the median discards.
+double time_rounds(Group& g, const std::function<void()>& round, int iters, int replays, cudaStream_t s) {
   std::vector<cudaEvent_t> ev(replays + 1);
   for (auto& e : ev) TEST_CUDA(cudaEventCreate(&e));
   g.barrier();
   TEST_CUDA(cudaEventRecord(ev[0], s));
   for (int r = 0; r < replays; ++r) {
-    TEST_CUDA(cudaGraphLaunch(exec, s));
-    TEST_CUDA(cudaEventRecord(ev[r + 1], s));
-  }
-  TEST_CUDA(cudaEventSynchronize(ev[replays]));
-  std::vector<double> t;
-  for (int r = 0; r < replays; ++r) {
-    float ms = 0;
-    TEST_CUDA(cudaEventElapsedTime(&ms, ev[r], ev[r + 1]));
-    t.push_back(ms * 1000.0 / iters);
-  }
-  for (auto& e : ev) TEST_CUDA(cudaEventDestroy(e));
-  std::sort(t.begin(), t.end());
-  double med = t[t.size() / 2];
-  TEST_CUDA(cudaGraphExecDestroy(exec));
-  TEST_CUDA(cudaGraphDestroy(graph));
-  double worst = 0;
-  for (double v : all_gather_value(g, med)) worst = std::max(worst, v);
-  return worst;
-}
-
-// Eager: `iters` calls issued back to back, median of `replays` rounds; worst rank.
-double time_eager(Group& g, const Issue& issue, int iters, int replays, cudaStream_t s) {
-  for (int w = 0; w < iters; ++w) issue(s);
-  TEST_CUDA(cudaStreamSynchronize(s));
-  // As for graphs: one barrier, rounds queued back to back, median round.
-  std::vector<cudaEvent_t> ev(replays + 1);
-  for (auto& e : ev) TEST_CUDA(cudaEventCreate(&e));
-  g.barrier();
-  TEST_CUDA(cudaEventRecord(ev[0], s));
-  for (int r = 0; r < replays; ++r) {
-    for (int i = 0; i < iters; ++i) issue(s);
+    round();
     TEST_CUDA(cudaEventRecord(ev[r + 1], s));
   }
   TEST_CUDA(cudaEventSynchronize(ev[replays]));
@@ -104,6 +66,35 @@ double time_eager(Group& g, const Issue& issue, int iters, int replays, cudaStre
   double worst = 0;
   for (double v : all_gather_value(g, t[t.size() / 2])) worst = std::max(worst, v);
   return worst;
+}
+
+// `iters` calls captured in one graph, replayed.
+double time_graph(Group& g, const Issue& issue, int iters, int replays, cudaStream_t s) {
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  TEST_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+  for (int i = 0; i < iters; ++i) issue(s);
+  TEST_CUDA(cudaStreamEndCapture(s, &graph));
+  TEST_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+  for (int w = 0; w < 2; ++w) TEST_CUDA(cudaGraphLaunch(exec, s));
+  TEST_CUDA(cudaStreamSynchronize(s));
+  double us = time_rounds(
+      g, [&] { TEST_CUDA(cudaGraphLaunch(exec, s)); }, iters, replays, s);
+  TEST_CUDA(cudaGraphExecDestroy(exec));
+  TEST_CUDA(cudaGraphDestroy(graph));
+  return us;
+}
+
+// `iters` eager calls issued back to back.
+double time_eager(Group& g, const Issue& issue, int iters, int replays, cudaStream_t s) {
+  for (int w = 0; w < iters; ++w) issue(s);
+  TEST_CUDA(cudaStreamSynchronize(s));
+  return time_rounds(
+      g,
+      [&] {
+        for (int i = 0; i < iters; ++i) issue(s);
+      },
+      iters, replays, s);
 }
 
 int run_rank(Group& g, const Options& o) {

@@ -5,37 +5,10 @@
 # Prints one line per run and ends with "N passed, M failed" (runs).
 set -u
 cd "$(dirname "$0")/.."
-# NVLink multicast stays off in every process we start (it can take a shared host's GPUs out of service).
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-if [ -n "${1:-}" ]; then bin="$1"; elif [ -d .gpu-bin ]; then bin=.gpu-bin; else bin=""; fi
-if [ -n "$bin" ]; then
-  export LD_LIBRARY_PATH="$PWD/$bin:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
-  info="$bin/customar-info" test="$bin/allreduce_test" bench="$bin/customar-bench"
-else
-  b="${CUSTOMAR_BUILD_DIR:-build}"
-  info="$b/tools/customar-info" test="$b/tests/gpu/allreduce_test" bench="$b/bench/customar-bench"
-fi
-out="${OUT:-/tmp/customar-gpu-check}"
-mkdir -p "$out"
+source scripts/gpu-lib.sh "${1:-}"
 data=tests/unit/data
-passed=0 failed=0
-summary=()
-run() {  # run NAME ENV... -- COMMAND...
-  local name="$1"; shift
-  local envs=()
-  while [ "$1" != "--" ]; do envs+=("$1"); shift; done
-  shift
-  local t0=$(date +%s%N)
-  if env "${envs[@]}" "$@" > "$out/$name.log" 2>&1; then
-    passed=$((passed + 1)); summary+=("PASS $name ($(tail -1 "$out/$name.log"))")
-  else
-    failed=$((failed + 1)); summary+=("FAIL $name"); echo "---- $name ----"; tail -30 "$out/$name.log"
-  fi
-  printf '%-40s %6d ms\n' "$name" $(( ($(date +%s%N) - t0) / 1000000 ))
-}
 
 nvidia-smi --query-gpu=index,name,pci.bus_id,driver_version --format=csv,noheader
-gpus=$(nvidia-smi -L | wc -l)
 "$info" | tee "$out/customar-info.log"
 
 for ws in 2 4 8; do

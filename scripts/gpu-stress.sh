@@ -5,36 +5,9 @@
 # Ends with "gpu-stress: N passed, M failed" (runs); per-run metric lines are collected above it.
 set -u
 cd "$(dirname "$0")/.."
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-if [ -n "${1:-}" ]; then bin="$1"; elif [ -d .gpu-bin ]; then bin=.gpu-bin; else bin=""; fi
-if [ -n "$bin" ]; then
-  export LD_LIBRARY_PATH="$PWD/$bin:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
-  rel="$bin/reliability_test" test="$bin/allreduce_test"
-else
-  b="${CUSTOMAR_BUILD_DIR:-build}"
-  rel="$b/tests/gpu/reliability_test" test="$b/tests/gpu/allreduce_test"
-fi
-out="${OUT:-/tmp/customar-gpu-stress}"
-mkdir -p "$out"
+source scripts/gpu-lib.sh "${1:-}"
 calls="${CUSTOMAR_STRESS_CALLS:-1000000}"
 secs="${CUSTOMAR_STRESS_SECONDS:-150}"
-gpus=$(nvidia-smi -L | wc -l)
-passed=0 failed=0
-summary=()
-run() {  # run NAME ENV... -- COMMAND...
-  local name="$1"; shift
-  local envs=()
-  while [ "$1" != "--" ]; do envs+=("$1"); shift; done
-  shift
-  local t0=$(date +%s%N)
-  if env "${envs[@]}" "$@" > "$out/$name.log" 2>&1; then
-    passed=$((passed + 1)); summary+=("PASS $name")
-  else
-    failed=$((failed + 1)); summary+=("FAIL $name"); echo "---- $name ----"; tail -20 "$out/$name.log"
-  fi
-  printf '%-36s %7d ms\n' "$name" $(( ($(date +%s%N) - t0) / 1000000 ))
-  grep -h "^metric:\|^  error:" "$out/$name.log" | head -12
-}
 
 for ws in 2 4; do
   [ "$gpus" -ge "$ws" ] || continue

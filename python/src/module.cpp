@@ -104,9 +104,7 @@ struct PyCommunicator {
   }
 };
 
-nb::tuple decision_tuple(const Decision& d) {
-  return nb::make_tuple(std::string(backend_name(d.backend)), d.reason);
-}
+nb::tuple decision_tuple(const Decision& d) { return nb::make_tuple(std::string(backend_name(d.backend)), d.reason); }
 
 }  // namespace
 

@@ -8,17 +8,8 @@
 namespace customar::test {
 
 namespace {
-__device__ inline uint64_t dmix(uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdULL;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ULL;
-  x ^= x >> 33;
-  return x;
-}
-
 __device__ inline double value_of(uint64_t seed, int rank, size_t i, Values kind) {
-  uint64_t h = dmix(seed * 0x9e3779b97f4a7c15ULL + uint64_t(rank) * 0x632be59bd9b4e019ULL + i);
+  uint64_t h = mix(seed * 0x9e3779b97f4a7c15ULL + uint64_t(rank) * 0x632be59bd9b4e019ULL + i);
   if (kind == Values::kSmallInt) return double(int64_t(h % 16) - 8);
   return double(h >> 11) * (2.0 / 9007199254740992.0) - 1.0;
 }
@@ -65,7 +56,7 @@ __global__ void check_kernel(const T* out, size_t n, uint64_t seed, int world, V
     ref2 += ref * ref;
     uint64_t bits = 0;
     memcpy(&bits, &out[i], sizeof(T));
-    sum += dmix(bits + 0x100000001b3ULL * (i + 1));
+    sum += mix(bits + 0x100000001b3ULL * (i + 1));
   }
   // One atomic per thread, not per element: 64 MiB checks stay in milliseconds.
   if (wrong) atomicAdd(&res->wrong, wrong);

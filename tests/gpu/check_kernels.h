@@ -21,8 +21,14 @@ namespace customar::test {
                                std::to_string(__LINE__));                                                   \
   } while (0)
 
-/// A 64-bit mixing function (splitmix64's finaliser), used for seeds and data.
-inline uint64_t mix(uint64_t x) {
+#ifdef __CUDACC__
+#define CUSTOMAR_TEST_HD __host__ __device__
+#else
+#define CUSTOMAR_TEST_HD
+#endif
+
+/// A 64-bit mixing function (splitmix64's finaliser), used for seeds on the host and data on the device.
+CUSTOMAR_TEST_HD inline uint64_t mix(uint64_t x) {
   x ^= x >> 33;
   x *= 0xff51afd7ed558ccdULL;
   x ^= x >> 33;

@@ -12,6 +12,12 @@ __global__ void __launch_bounds__(kThreads)
     oneshot_pull_kernel(DeviceHandle h, const T* in, T* out, size_t nvec, bool in_aligned, bool out_aligned) {
   oneshot_pull_body<T, W, false>(h, in, out, nvec, in_aligned, out_aligned);
 }
+struct Pick {
+  template <typename T, int W>
+  static auto get() {
+    return &oneshot_pull_kernel<T, W>;
+  }
+};
 }  // namespace
 
 int v1_grid(Algo algo, size_t bytes, int world, int max_blocks) {
@@ -27,18 +33,7 @@ int v1_grid(Algo algo, size_t bytes, int world, int max_blocks) {
 
 void launch_oneshot_pull(const DeviceHandle& h, const void* in, void* out, size_t count, DataType dtype,
                          cudaStream_t stream) {
-  size_t bytes = count * dtype_size(dtype);
-  int grid = v1_grid(Algo::kOneshotPull, bytes, h.world, h.max_blocks);
-  bool in_aligned = reinterpret_cast<uintptr_t>(in) % 16 == 0;
-  bool out_aligned = reinterpret_cast<uintptr_t>(out) % 16 == 0;
-  with_dtype(dtype, [&](auto t) {
-    using T = decltype(t);
-    with_world(h.world, [&](auto w) {
-      oneshot_pull_kernel<T, decltype(w)::value><<<grid, kThreads, 0, stream>>>(
-          h, static_cast<const T*>(in), static_cast<T*>(out), bytes / 16, in_aligned, out_aligned);
-    });
-  });
-  CUSTOMAR_CUDA_CHECK(cudaGetLastError());
+  launch_v1_kernel<Pick>(Algo::kOneshotPull, h, in, out, count, dtype, stream);
 }
 
 }  // namespace customar::detail

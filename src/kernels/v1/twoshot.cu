@@ -12,22 +12,17 @@ __global__ void __launch_bounds__(kThreads)
     twoshot_kernel(DeviceHandle h, const T* in, T* out, size_t nvec, bool in_aligned, bool out_aligned) {
   twoshot_body<T, W, false>(h, in, out, nvec, in_aligned, out_aligned);
 }
+struct Pick {
+  template <typename T, int W>
+  static auto get() {
+    return &twoshot_kernel<T, W>;
+  }
+};
 }  // namespace
 
 void launch_twoshot(const DeviceHandle& h, const void* in, void* out, size_t count, DataType dtype,
                     cudaStream_t stream) {
-  size_t bytes = count * dtype_size(dtype);
-  int grid = v1_grid(Algo::kTwoshot, bytes, h.world, h.max_blocks);
-  bool in_aligned = reinterpret_cast<uintptr_t>(in) % 16 == 0;
-  bool out_aligned = reinterpret_cast<uintptr_t>(out) % 16 == 0;
-  with_dtype(dtype, [&](auto t) {
-    using T = decltype(t);
-    with_world(h.world, [&](auto w) {
-      twoshot_kernel<T, decltype(w)::value><<<grid, kThreads, 0, stream>>>(
-          h, static_cast<const T*>(in), static_cast<T*>(out), bytes / 16, in_aligned, out_aligned);
-    });
-  });
-  CUSTOMAR_CUDA_CHECK(cudaGetLastError());
+  launch_v1_kernel<Pick>(Algo::kTwoshot, h, in, out, count, dtype, stream);
 }
 
 }  // namespace customar::detail
