@@ -44,7 +44,9 @@ class Communicator {
  public:
   /// Collective over `group` (every rank calls it). `device` is this rank's CUDA ordinal; the caller's current device
   /// is left as it was. `group` must outlive the Communicator (its destructor runs a barrier on it).
-  /// Throws InvalidArgument (bad device), CudaError / NcclError (set-up failed) or TimeoutError (a rank did not join).
+  /// Throws InvalidArgument (bad device), CudaError / NcclError (set-up failed), TimeoutError (a rank did not join)
+  /// or ConfigError (a CUSTOMAR_TOPO_FILE that claims peer access the creation-time probe disproves; a detected
+  /// topology that the probe disproves falls back to NCCL instead, with the reason in reason()).
   Communicator(Group& group, int device, const CommOptions& options = {});
   /// Waits for every rank (bounded by CUSTOMAR_INIT_TIMEOUT_MS) before unmapping peers' buffers, so no peer still
   /// reads them. Never throws; failures are logged.

@@ -121,7 +121,12 @@ struct Communicator::Impl {
         custom = std::make_unique<detail::CustomBackend>(group, dev, topo, cap, push_cap,
                                                          uint64_t(e.timeout_ms) * 1000000ull);
       } catch (const Error& err) {
-        // Every rank threw the same error at the same exchange (group/agree.h), so all fall back together.
+        // Every rank threw the same error at the same exchange (group/agree.h), so all act together. A topology
+        // that was given (CUSTOMAR_TOPO_FILE) and does not hold is the caller's error: say so, do not paper over it.
+        // A detected one that does not hold (a driver or container that misreports) degrades to NCCL.
+        if (!e.topo_file.empty())
+          throw ConfigError("CUSTOMAR_TOPO_FILE=" + e.topo_file +
+                            " claims peer access that this machine does not give: " + err.what());
         CUSTOMAR_WARN("INIT", "custom backend unavailable, using NCCL: %s", err.what());
         v2.reset();
         backend = Backend::kNccl;
