@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU check in one call, for a machine with 2+ GPUs: topology report, the multi-process correctness matrix at
 # world sizes 2, 4 (and 8 where present) for the automatic choice and each algorithm forced, forced topologies under
-# graph capture, then the benchmark. Usage: scripts/gpu-check.sh [BIN_DIR]  (default: .gpu-bin if staged, else build)
+# graph capture, the Python binding, then customar-perf and the tuner. Usage: scripts/gpu-check.sh [BIN_DIR]  (default: .gpu-bin if staged, else build)
 # Prints one line per run and ends with "N passed, M failed" (runs).
 set -u
 cd "$(dirname "$0")/.."
@@ -44,10 +44,15 @@ if python3 -c "import customar, torch" 2>/dev/null; then
   tail -4 "$out/tp-mlp-example.log"
 fi
 
-if [ -x "$bench" ] && [ "${CUSTOMAR_SKIP_BENCH:-0}" != 1 ]; then
-  for ws in 2 4; do
+# Benchmark (every backend beside NCCL and NCCL's symmetric kernels) and the tuner, per world size. The tuner writes
+# to $out, not to the machine's tuned config, so the benchmark above measured the built-in thresholds.
+if [ -x "$perf" ] && [ "${CUSTOMAR_SKIP_BENCH:-0}" != 1 ]; then
+  for ws in 2 4 8; do
     [ "$gpus" -ge "$ws" ] || continue
-    "$bench" -n "$ws" --json "$out/bench-w$ws.jsonl" | tee "$out/bench-w$ws.txt"
+    "$perf" -g "$ws" -k all -e 256M -J "$out/perf-w$ws.jsonl" | tee "$out/perf-w$ws.txt"
+    t0=$(date +%s)
+    "$perf" -g "$ws" -k auto -c 0 --tune "$out/tuned-w$ws.json" | grep "^# tune"
+    echo "# tune: world $ws took $(( $(date +%s) - t0 )) s"
   done
 fi
 

@@ -24,6 +24,9 @@ struct CommOptions {
   /// Use this NCCL communicator for the NCCL path instead of creating one (it must span the same ranks in the same
   /// order, and outlive the Communicator). nullptr: the Communicator creates and owns one.
   ncclComm_t nccl_comm = nullptr;
+  /// Caps the backend (e.g. Backend::kV1 to measure V1 on a machine that would run V2; kNccl for NCCL only). Must be
+  /// the same on every rank. nullopt: whatever the dispatcher picks.
+  std::optional<Backend> max_backend;
 };
 
 /// Sums a tensor across the ranks of a group, in place or out of place, for fp16, bf16 and fp32.

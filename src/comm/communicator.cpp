@@ -91,6 +91,11 @@ struct Communicator::Impl {
     Decision d = dispatch_custom_allreduce(group, dev, &topo);
     backend = d.backend;
     reason = d.reason;
+    if (options.max_backend.has_value() && backend != Backend::kNone &&
+        lower_backend(*options.max_backend, backend) != backend) {
+      backend = *options.max_backend;
+      reason = "capped at " + std::string(backend_name(backend)) + " by CommOptions::max_backend (" + reason + ")";
+    }
     if (world > 1) nccl = std::make_unique<detail::NcclComm>(group, dev, options.nccl_comm);
     if (backend == Backend::kV2) {
       // Compile (or load from the cache) now, at creation: a compile failure must degrade to V1 here, on every rank

@@ -18,7 +18,7 @@ const std::vector<EnvVar>& env_vars() {
       {"CUSTOMAR_TOPO_FILE", "",
        "load the topology from this JSON file instead of detecting it (tests, machines we do not have)"},
       {"CUSTOMAR_TOPO_DUMP_FILE", "", "rank 0 writes the detected topology to this JSON file"},
-      {"CUSTOMAR_CONFIG_FILE", "", "JSON thresholds merged over the built-in table (the tuner writes one)"},
+      {"CUSTOMAR_CONFIG_FILE", "", "JSON thresholds merged over the built-in table; unset: <cache dir>/tuned-config.json if customar-perf --tune wrote one"},
       {"CUSTOMAR_DISABLE", "0", "1: use NCCL for every call"},
       {"CUSTOMAR_DISABLE_V2", "0", "1: never use the run-time compiled V2 kernels (best of V1 / NCCL)"},
       {"CUSTOMAR_ALGO", "",

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "common/json.h"
+#include "config/tune.h"
 #include "common/log.h"
 #include "customar/env.h"
 #include "customar/error.h"
@@ -185,7 +186,12 @@ const Config& LazyConfig::get() {
 const Config& global_config() {
   static LazyConfig lazy([] {
     Config c = builtin_config();
-    const std::string& path = env().config_file;
+    std::string path = env().config_file;
+    if (path.empty()) {
+      // What customar-perf --tune measured on this machine, if it has been run here.
+      std::string tuned = tuned_config_path();
+      if (std::ifstream(tuned).good()) path = tuned;
+    }
     if (!path.empty()) {
       std::ifstream in(path, std::ios::binary);
       if (!in) throw ConfigError("CUSTOMAR_CONFIG_FILE=" + path + ": cannot be opened");

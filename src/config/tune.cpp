@@ -1,0 +1,75 @@
+#include "config/tune.h"
+
+#include <cstdlib>
+#include <limits>
+
+#include "customar/env.h"
+
+namespace customar {
+
+namespace {
+
+double pick(const SizeTiming& s, const Thresholds& t) {
+  double us = s.bytes <= t.oneshot_push_max ? s.push_us
+              : s.bytes <= t.oneshot_pull_max ? s.pull_us
+              : s.bytes <= t.custom_max       ? s.twoshot_us
+                                              : s.nccl_us;
+  return us < 0 ? std::numeric_limits<double>::infinity() : us;
+}
+
+double best(const SizeTiming& s) {
+  double b = std::numeric_limits<double>::infinity();
+  for (double v : {s.push_us, s.pull_us, s.twoshot_us, s.nccl_us})
+    if (v >= 0 && v < b) b = v;
+  return b;
+}
+
+}  // namespace
+
+double threshold_loss(const std::vector<SizeTiming>& timings, const Thresholds& t) {
+  double loss = 0;
+  for (const SizeTiming& s : timings) loss += pick(s, t) / best(s) - 1;
+  return loss;
+}
+
+Thresholds tune_thresholds(const std::vector<SizeTiming>& timings, const Thresholds& base) {
+  // Candidate boundaries: "below every size" (0) or exactly at one measured size; the largest candidate for the
+  // NCCL crossover is "unlimited". n <= ~30 sizes, so trying every (a <= b <= c) is cheap.
+  std::vector<size_t> cuts = {0};
+  for (const SizeTiming& s : timings) cuts.push_back(s.bytes);
+  std::vector<size_t> top = cuts;
+  top.push_back(kUnlimited);
+  Thresholds best_t = base;
+  double best_loss = std::numeric_limits<double>::infinity();
+  for (size_t a : cuts)
+    for (size_t b : cuts) {
+      if (b < a) continue;
+      for (size_t c : top) {
+        if (c < b) continue;
+        Thresholds t = base;
+        t.oneshot_push_max = a;
+        t.oneshot_pull_max = b;
+        t.custom_max = c;
+        double loss = threshold_loss(timings, t);
+        // <= : later candidates are larger thresholds, preferred on ties.
+        if (loss <= best_loss) {
+          best_loss = loss;
+          best_t = t;
+        }
+      }
+    }
+  // V1 has no push: when none was measured, the pull/two-shot boundary found is V1's.
+  bool any_push = false;
+  for (const SizeTiming& s : timings) any_push = any_push || s.push_us >= 0;
+  if (!any_push) best_t.v1_oneshot_max = best_t.oneshot_pull_max;
+  return best_t;
+}
+
+std::string tuned_config_path() {
+  const std::string& dir = env().cache_dir;
+  if (!dir.empty()) return dir + "/tuned-config.json";
+  const char* home = std::getenv("HOME");
+  return std::string(home != nullptr && home[0] ? home : "/tmp") + "/.cache/customar/tuned-config.json";
+}
+
+}  // namespace customar
