@@ -17,6 +17,7 @@ for ws in 2 4; do
     run "dead-peer-$backend-w$ws" CUSTOMAR_TIMEOUT_MS=2000 "${extra[@]}" -- "$rel" dead-peer -n "$ws"
     run "dead-peer-graph-$backend-w$ws" CUSTOMAR_TIMEOUT_MS=2000 "${extra[@]}" -- "$rel" dead-peer -n "$ws" --graph
     run "no-call-$backend-w$ws" CUSTOMAR_TIMEOUT_MS=2000 "${extra[@]}" -- "$rel" no-call -n "$ws"
+    run "late-peer-$backend-w$ws" CUSTOMAR_TIMEOUT_MS=2000 "${extra[@]}" -- "$rel" late-peer -n "$ws"
   done
   run "check-mode-w$ws" CUSTOMAR_CHECK=1 -- "$rel" check-mode -n "$ws"
   run "stress-w$ws" -- "$rel" stress -n "$ws" --calls "$calls" --seconds "$secs"

@@ -32,8 +32,11 @@ struct CommOptions {
 /// Sums a tensor across the ranks of a group, in place or out of place, for fp16, bf16 and fp32.
 ///
 /// Thread-safety: one thread per rank drives a Communicator; calls on all ranks must come in the same order with the
-/// same count and dtype (CUSTOMAR_CHECK=1 verifies this on every eager call). Successive calls may use different
-/// streams: the Communicator orders each call after the previous one itself.
+/// same count and dtype (CUSTOMAR_CHECK=1 verifies this on every eager call). Successive eager calls may use
+/// different streams: the Communicator orders each call after the previous one itself (so the stream of the previous
+/// call must still exist when the next call is issued on another stream). Replays of a captured graph are ordered by
+/// the stream the caller launches them on, as any graph is: a replay and an eager call on two streams need an order
+/// from the caller (an event), exactly as two NCCL calls would.
 ///
 /// CUDA graphs: all_reduce() may be captured as it is; nothing needs registering. The custom kernels copy the input
 /// into the Communicator's own peer-visible buffer inside the kernel (a fused staging copy), so graph inputs need no
@@ -42,14 +45,21 @@ struct CommOptions {
 /// Failure: a custom kernel that waits longer than CUSTOMAR_TIMEOUT_MS for a peer abandons the call and records the
 /// missing rank. The next all_reduce() or check() on that rank throws TimeoutError naming it, and the Communicator
 /// is then broken for good: every later call throws StateError. Destroy it and build a new one (with the surviving
-/// ranks) to continue; the output of the call that timed out is undefined.
+/// ranks) to continue; the output of the call that timed out is undefined. A rank that times out also tells every
+/// peer that it left (a word in each peer's region): a peer that was only late fails its next custom call at once
+/// with TimeoutError naming the rank that left, and no rank's destructor then waits in a barrier for one that gave
+/// up. A late peer whose next call goes to NCCL waits in NCCL as NCCL does; its destructor aborts the NCCL
+/// communicator.
 class Communicator {
  public:
   /// Collective over `group` (every rank calls it). `device` is this rank's CUDA ordinal; the caller's current device
   /// is left as it was. `group` must outlive the Communicator (its destructor runs a barrier on it).
-  /// Throws InvalidArgument (bad device), CudaError / NcclError (set-up failed), TimeoutError (a rank did not join)
-  /// or ConfigError (a CUSTOMAR_TOPO_FILE that claims peer access the creation-time probe disproves; a detected
-  /// topology that the probe disproves falls back to NCCL instead, with the reason in reason()).
+  /// Every failure during creation throws on every rank alike (each step ends with an exchange of outcomes), so no
+  /// rank is left waiting in an exchange another rank never reaches. Throws InvalidArgument (bad device, world size
+  /// 1), ConfigError (a bad device on some rank of a group; ranks that disagree on CUSTOMAR_TOPO_FILE, CUSTOMAR_ALGO,
+  /// CUSTOMAR_CHECK or, for a custom backend, the config's thresholds; a CUSTOMAR_TOPO_FILE that claims peer access
+  /// the creation-time probe disproves, while a detected topology that the probe disproves falls back to NCCL with
+  /// the reason in reason()), CudaError / NcclError / Error (set-up failed) or TimeoutError (a rank did not join).
   Communicator(Group& group, int device, const CommOptions& options = {});
   /// Waits for every rank (bounded by CUSTOMAR_INIT_TIMEOUT_MS) before unmapping peers' buffers, so no peer still
   /// reads them. Never throws; failures are logged.

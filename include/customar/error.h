@@ -44,7 +44,8 @@ class SystemError : public Error {
   using Error::Error;
 };
 
-/// A peer did not arrive within the configured timeout. `rank()` is the first rank found missing (-1 if unknown).
+/// A peer did not arrive within the configured timeout. `missing_rank()` is the first rank found missing (-1 if
+/// unknown).
 class TimeoutError : public Error {
  public:
   TimeoutError(const std::string& what, int missing_rank) : Error(what), missing_rank_(missing_rank) {}

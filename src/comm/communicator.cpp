@@ -13,6 +13,7 @@
 #include "customar/config.h"
 #include "customar/dispatch.h"
 #include "customar/env.h"
+#include "dispatch/setup.h"
 #include "group/agree.h"
 #include "kernels/v1/launch.h"
 #include "kernels/v2/v2_kernels.h"
@@ -73,28 +74,34 @@ struct Communicator::Impl {
   Impl(Group& g, int dev, const CommOptions& options) : group(g), device(dev), rank(g.rank()), world(g.size()) {
     int count = 0;
     CUSTOMAR_CUDA_CHECK(cudaGetDeviceCount(&count));
+    std::string bad_device;
     if (dev < 0 || dev >= count)
-      throw InvalidArgument("Communicator: device " + std::to_string(dev) + " does not exist; this process sees " +
-                            std::to_string(count) + " GPU(s): 0.." + std::to_string(count - 1));
-    DeviceGuard guard(dev);
+      bad_device = "Communicator: device " + std::to_string(dev) + " does not exist; this process sees " +
+                   std::to_string(count) + " GPU(s): 0.." + std::to_string(count - 1);
+    // A bad device on one rank must not leave the others waiting in the first exchange: for a group it travels in
+    // the set-up vote and every rank throws.
+    if (!bad_device.empty() && world == 1) throw InvalidArgument(bad_device);
+    // Current device first, so that detection's CUDA calls create no context on another GPU.
+    std::optional<DeviceGuard> guard;
+    if (bad_device.empty()) guard.emplace(dev);
     log::set_rank(rank);
     const Env& e = env();
-    check_mode = e.check;
     if (!e.non_default.empty() && rank == 0) {
       std::string all;
       for (const auto& v : e.non_default) all += " " + v;
       CUSTOMAR_INFO("INIT", "environment:%s", all.c_str());
     }
-    DispatchOptions dopt = DispatchOptions::from_env();
-    force_algo = dopt.force_algo;
+    // Backend, thresholds, CUSTOMAR_ALGO and CUSTOMAR_CHECK come out of one vote, identical on every rank.
     Topology topo;
-    Decision d = dispatch_custom_allreduce(group, dev, &topo);
-    backend = d.backend;
-    reason = d.reason;
-    if (options.max_backend.has_value() && backend != Backend::kNone &&
-        lower_backend(*options.max_backend, backend) != backend) {
-      backend = *options.max_backend;
-      reason = "capped at " + std::string(backend_name(backend)) + " by CommOptions::max_backend (" + reason + ")";
+    if (world > 1) {
+      detail::AgreedChoice c = detail::agree_setup(group, dev, options.max_backend, &topo, bad_device);
+      backend = c.decision.backend;
+      reason = c.decision.reason;
+      thresholds = c.thresholds;
+      force_algo = c.force_algo;
+      check_mode = c.check;
+    } else {
+      reason = "world size 1: nothing to reduce";
     }
     if (world > 1) nccl = std::make_unique<detail::NcclComm>(group, dev, options.nccl_comm);
     if (backend == Backend::kV2) {
@@ -114,7 +121,6 @@ struct Communicator::Impl {
       }
     }
     if (backend == Backend::kV1 || backend == Backend::kV2) {
-      thresholds = *global_config().find(arch_family(topo.gpus[0].sm), world);
       size_t cap = std::clamp(thresholds.custom_max, kMinCapacity, kMaxCapacity);
       cap = (cap + 15) / 16 * 16;
       size_t push_cap = 0;
@@ -146,9 +152,11 @@ struct Communicator::Impl {
   ~Impl() {
     DeviceGuard guard(device);
     // Peers may still be reading this rank's staging buffer: wait for this rank's work, then for every rank, before
-    // unmapping. Skipped once a peer is known to be gone (the barrier would only wait out its timeout).
+    // unmapping. Skipped once a peer is known to be gone or to have given up (it skips the barrier too), which a
+    // rank that was only late learns from the poison word a timed-out peer wrote into its region.
     (void)cudaDeviceSynchronize();
-    if (custom && failed_rank < 0) {
+    const bool peer_left = custom && (failed_rank >= 0 || custom->error() != 0 || custom->peer_gave_up() != 0);
+    if (custom && !peer_left) {
       try {
         group.barrier();
       } catch (const std::exception& err) {
@@ -157,7 +165,7 @@ struct Communicator::Impl {
     }
     custom.reset();
     v2.reset();
-    if (failed_rank >= 0 && nccl) nccl->abort_on_destroy();
+    if (peer_left && nccl) nccl->abort_on_destroy();
     nccl.reset();
     if (order_event != nullptr) (void)cudaEventDestroy(order_event);
   }
@@ -178,7 +186,12 @@ struct Communicator::Impl {
     if (custom) {
       int err = custom->error();
       if (err != 0) {
-        failed_rank = err - 1;
+        failed_rank = (err & (detail::kErrorPeerGaveUp - 1)) - 1;
+        if (err & detail::kErrorPeerGaveUp)
+          throw TimeoutError("all_reduce on rank " + std::to_string(rank) + ": rank " + std::to_string(failed_rank) +
+                                 " timed out waiting for a peer and left the communicator, so this rank stopped "
+                                 "waiting for it; the communicator is now unusable",
+                             failed_rank);
         throw TimeoutError("all_reduce on rank " + std::to_string(rank) + ": rank " + std::to_string(failed_rank) +
                                " did not arrive within CUSTOMAR_TIMEOUT_MS=" + std::to_string(env().timeout_ms) +
                                " ms; the communicator is now unusable",

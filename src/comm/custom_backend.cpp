@@ -22,8 +22,8 @@ CustomBackend::CustomBackend(Group& group, int device, const Topology& topo, siz
       CUSTOMAR_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&error_host_), sizeof(int), cudaHostAllocMapped));
       *error_host_ = 0;
     });
-    // open_ipc_peer_memory is itself collective: its only exchange is the handle all-gather, reached by every rank
-    // whose allocation succeeded; an allocation failure is agreed on just below, before any rank opens handles.
+    // open_ipc_peer_memory is collective: every rank reaches its one exchange (handle or allocation error), and a
+    // failure to open a peer's handle, which is local, is agreed on just below.
     std::string alloc_error;
     std::unique_ptr<PeerMemory> mem;
     try {
@@ -81,6 +81,16 @@ CustomBackend::CustomBackend(Group& group, int device, const Topology& topo, siz
 }
 
 CustomBackend::~CustomBackend() { release(); }
+
+int CustomBackend::peer_gave_up() const {
+  uint32_t who = 0;
+  if (cudaMemcpy(&who, handle_.regions[handle_.rank] + kPoisonOffset, sizeof(who), cudaMemcpyDeviceToHost) !=
+      cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return static_cast<int>(who);
+}
 
 void CustomBackend::release() {
   memory_.reset();

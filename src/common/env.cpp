@@ -1,5 +1,11 @@
 // The one place that documents every CUSTOMAR_* variable. Add a variable here (table and parse_env) and nowhere
 // else; everything else reads env().
+//
+// Not read by the library, so not in the table: switches of the scripts in scripts/, each documented at the top of
+// its script. Build: CUSTOMAR_BUILD_DIR, CUSTOMAR_JOBS (build.sh), CUSTOMAR_WHEEL_PYTHON (stage-gpu.sh). GPU runs:
+// CUSTOMAR_SKIP_BENCH, CUSTOMAR_ONLY_BENCH, CUSTOMAR_ANCHORS (gpu-check.sh); CUSTOMAR_STRESS_CALLS,
+// CUSTOMAR_STRESS_SECONDS, CUSTOMAR_LIFECYCLE_ITERS, CUSTOMAR_SKIP_SANITIZERS, CUSTOMAR_ONLY_SANITIZERS,
+// CUSTOMAR_SANITIZER_SECONDS (gpu-stress.sh). CMake options (CUSTOMAR_BUILD_TESTS, ...) are cache variables.
 #include "customar/env.h"
 
 #include <cstdlib>
@@ -18,7 +24,9 @@ const std::vector<EnvVar>& env_vars() {
       {"CUSTOMAR_TOPO_FILE", "",
        "load the topology from this JSON file instead of detecting it (tests, machines we do not have)"},
       {"CUSTOMAR_TOPO_DUMP_FILE", "", "rank 0 writes the detected topology to this JSON file"},
-      {"CUSTOMAR_CONFIG_FILE", "", "JSON thresholds merged over the built-in table; unset: <cache dir>/tuned-config.json if customar-perf --tune wrote one"},
+      {"CUSTOMAR_CONFIG_FILE", "",
+       "JSON thresholds merged over the built-in table; unset: <cache dir>/tuned-config.json if customar-perf --tune "
+       "wrote one"},
       {"CUSTOMAR_DISABLE", "0", "1: use NCCL for every call"},
       {"CUSTOMAR_DISABLE_V2", "0", "1: never use the run-time compiled V2 kernels (best of V1 / NCCL)"},
       {"CUSTOMAR_ALGO", "",

@@ -6,6 +6,8 @@
 #include "common/serialize.h"
 #include "customar/env.h"
 #include "customar/group.h"
+#include "dispatch/setup.h"
+#include "topology/detect.h"
 
 namespace customar {
 
@@ -28,6 +30,71 @@ std::string missing_pair(const std::vector<std::vector<bool>>& m, int n) {
     for (int j = i + 1; j < n; ++j)
       if (!m[i][j]) return pair_text(i, j);
   return "";
+}
+
+// One rank's vote on the wire. Thresholds and switches travel with the backend so that disagreement is caught here,
+// at creation, rather than as a hang or an out-of-bounds read in the first call.
+Bytes encode_vote(const detail::LocalChoice& c) {
+  detail::Writer w;
+  w.put_string(c.error).put<int32_t>(static_cast<int32_t>(c.decision.backend)).put_string(c.decision.reason);
+  w.put<uint64_t>(c.thresholds.oneshot_push_max).put<uint64_t>(c.thresholds.oneshot_pull_max);
+  w.put<uint64_t>(c.thresholds.custom_max).put<uint64_t>(c.thresholds.v1_oneshot_max);
+  w.put<int32_t>(c.force_algo.has_value() ? static_cast<int32_t>(*c.force_algo) : -1).put<uint8_t>(c.check ? 1 : 0);
+  return std::move(w.bytes());
+}
+
+std::string algo_text(std::optional<Algo> a) { return a.has_value() ? std::string(algo_name(*a)) : "unset"; }
+
+std::string thresholds_text(const Thresholds& t) {
+  return "push<=" + std::to_string(t.oneshot_push_max) + " pull<=" + std::to_string(t.oneshot_pull_max) +
+         " custom<=" + std::to_string(t.custom_max) + " v1-oneshot<=" + std::to_string(t.v1_oneshot_max);
+}
+
+detail::AgreedChoice decode_votes(const std::vector<Bytes>& votes, int my_rank) {
+  std::vector<detail::LocalChoice> all(votes.size());
+  for (size_t r = 0; r < votes.size(); ++r) {
+    detail::Reader rd(votes[r]);
+    detail::LocalChoice& c = all[r];
+    c.error = rd.get_string();
+    c.decision.backend = static_cast<Backend>(rd.get<int32_t>());
+    c.decision.reason = rd.get_string();
+    c.thresholds.oneshot_push_max = rd.get<uint64_t>();
+    c.thresholds.oneshot_pull_max = rd.get<uint64_t>();
+    c.thresholds.custom_max = rd.get<uint64_t>();
+    c.thresholds.v1_oneshot_max = rd.get<uint64_t>();
+    auto algo = rd.get<int32_t>();
+    if (algo >= 0) c.force_algo = static_cast<Algo>(algo);
+    c.check = rd.get<uint8_t>() != 0;
+  }
+  for (size_t r = 0; r < all.size(); ++r) {
+    if (!all[r].error.empty())
+      throw ConfigError("rank " + std::to_string(r) + " could not choose a backend: " + all[r].error);
+  }
+  detail::AgreedChoice out{all[my_rank].decision, all[0].thresholds, all[0].force_algo, all[0].check};
+  int decider = my_rank;
+  for (size_t r = 0; r < all.size(); ++r) {
+    Backend b = all[r].decision.backend;
+    if (b != out.decision.backend && lower_backend(b, out.decision.backend) == b) {
+      out.decision = all[r].decision;
+      decider = static_cast<int>(r);
+    }
+  }
+  const bool custom = out.decision.backend == Backend::kV1 || out.decision.backend == Backend::kV2;
+  for (size_t r = 1; r < all.size(); ++r) {
+    const std::string who = "rank " + std::to_string(r);
+    if (all[r].check != out.check)
+      throw ConfigError("CUSTOMAR_CHECK differs between ranks (rank 0: " + std::to_string(out.check) + ", " + who +
+                        ": " + std::to_string(all[r].check) + "); set it on every rank or on none");
+    if (custom && all[r].force_algo != out.force_algo)
+      throw ConfigError("CUSTOMAR_ALGO differs between ranks (rank 0: " + algo_text(out.force_algo) + ", " + who +
+                        ": " + algo_text(all[r].force_algo) + "); every rank must force the same algorithm");
+    if (custom && !(all[r].thresholds == out.thresholds))
+      throw ConfigError("the config's thresholds differ between ranks (rank 0: " + thresholds_text(out.thresholds) +
+                        "; " + who + ": " + thresholds_text(all[r].thresholds) +
+                        "); give every rank the same CUSTOMAR_CONFIG_FILE / tuned config");
+  }
+  if (decider != my_rank) out.decision.reason = "rank " + std::to_string(decider) + ": " + out.decision.reason;
+  return out;
 }
 }  // namespace
 
@@ -82,35 +149,67 @@ CallPlan plan_call(Backend backend, const Thresholds& t, size_t bytes, bool alig
 
 Decision dispatch_custom_allreduce(Group& group, int device, Topology* topology_out) {
   if (group.size() == 1) return {Backend::kNone, "world size 1: nothing to reduce"};
-  Topology topo = detect_group_topology(group, device);
-  if (topology_out != nullptr) *topology_out = topo;
-  const Config& config = global_config();
-  Decision mine = decide_backend(topo, config, DispatchOptions::from_env());
-  // Per-rank inputs (environment, a rank's own topology file) can still differ: every rank votes and the lowest
-  // backend wins, so that all ranks build the same backend. Different paths on different ranks hang.
-  Decision out = agree_on_backend(group, mine);
-  CUSTOMAR_INFO("INIT", "backend %s: %s", std::string(backend_name(out.backend)).c_str(), out.reason.c_str());
-  return out;
+  return detail::agree_setup(group, device, std::nullopt, topology_out).decision;
 }
 
 Decision agree_on_backend(Group& group, const Decision& mine) {
-  detail::Writer w;
-  w.put<int32_t>(static_cast<int32_t>(mine.backend)).put_string(mine.reason);
-  std::vector<Bytes> votes = group.all_gather(w.bytes());
-  Decision out = mine;
-  int decider = group.rank();
-  for (int r = 0; r < group.size(); ++r) {
-    detail::Reader rd(votes[r]);
-    auto b = static_cast<Backend>(rd.get<int32_t>());
-    std::string reason = rd.get_string();
-    if (b != out.backend && lower_backend(b, out.backend) == b) {
-      out = {b, reason};
-      decider = r;
+  detail::LocalChoice c;
+  c.decision = mine;
+  std::vector<Bytes> votes = group.all_gather(encode_vote(c));
+  return decode_votes(votes, group.rank()).decision;
+}
+
+namespace detail {
+
+LocalChoice local_choice(const Topology& topo, std::optional<Backend> max_backend) {
+  LocalChoice c;
+  try {
+    const Config& config = global_config();
+    const DispatchOptions o = DispatchOptions::from_env();
+    c.decision = decide_backend(topo, config, o);
+    if (max_backend.has_value() && c.decision.backend != Backend::kNone &&
+        lower_backend(*max_backend, c.decision.backend) != c.decision.backend) {
+      c.decision = {*max_backend, "capped at " + std::string(backend_name(*max_backend)) +
+                                      " by CommOptions::max_backend (" + c.decision.reason + ")"};
+    }
+    if (!topo.gpus.empty()) {
+      if (const Thresholds* t = config.find(arch_family(topo.gpus[0].sm), topo.world_size())) c.thresholds = *t;
+    }
+    c.force_algo = o.force_algo;
+    c.check = env().check;
+  } catch (const std::exception& e) {
+    c.error = e.what()[0] != '\0' ? e.what() : "unknown error";
+  }
+  return c;
+}
+
+AgreedChoice agree_choice(Group& group, const LocalChoice& mine) {
+  std::vector<Bytes> votes = group.all_gather(encode_vote(mine));
+  return decode_votes(votes, group.rank());
+}
+
+AgreedChoice agree_setup(Group& group, int device, std::optional<Backend> max_backend, Topology* topology_out,
+                         const std::string& local_error) {
+  const Env& e = env();
+  Topology topo = detect_group_topology_from(group, device, e.topo_file);
+  LocalChoice mine = local_choice(topo, max_backend);
+  if (!local_error.empty()) mine.error = local_error;
+  if (mine.error.empty() && !e.topo_dump_file.empty() && group.rank() == 0) {
+    try {
+      save_topology_file(topo, e.topo_dump_file);
+      CUSTOMAR_INFO("TOPO", "topology written to %s", e.topo_dump_file.c_str());
+    } catch (const std::exception& err) {
+      mine.error = err.what();
     }
   }
-  if (decider != group.rank()) out.reason = "rank " + std::to_string(decider) + ": " + out.reason;
+  AgreedChoice out = agree_choice(group, mine);
+  if (topology_out != nullptr) *topology_out = std::move(topo);
+  CUSTOMAR_INFO("INIT", "backend %s: %s", std::string(backend_name(out.decision.backend)).c_str(),
+                out.decision.reason.c_str());
   return out;
 }
+
+}  // namespace detail
 
 bool can_use_custom_all_reduce_v2(Group& group, int device) {
   return dispatch_custom_allreduce(group, device).backend == Backend::kV2;

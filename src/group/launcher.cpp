@@ -50,6 +50,22 @@ class ShmGroup final : public Group {
   int size() const override { return size_; }
 
   void barrier() override {
+    // After a failed barrier this rank's count of arrivals no longer matches its peers': a later exchange would pair
+    // messages of different rounds. The group refuses instead.
+    if (broken_)
+      throw StateError("launcher group of rank " + std::to_string(rank_) +
+                       " is unusable: an earlier exchange failed (" + broken_why_ + ")");
+    try {
+      wait_for_all();
+    } catch (const std::exception& e) {
+      broken_ = true;
+      broken_why_ = e.what();
+      throw;
+    }
+  }
+
+ private:
+  void wait_for_all() {
     uint64_t mine = s_->entered[rank_].fetch_add(1, std::memory_order_acq_rel) + 1;
     uint32_t gen = s_->generation.load(std::memory_order_acquire);
     if (s_->arrived.fetch_add(1, std::memory_order_acq_rel) + 1 == static_cast<uint32_t>(size_)) {
@@ -89,6 +105,7 @@ class ShmGroup final : public Group {
     }
   }
 
+ public:
   std::vector<Bytes> all_gather(std::span<const uint8_t> in) override {
     std::vector<Bytes> out(size_);
     s_->length[rank_] = in.size();
@@ -121,12 +138,16 @@ class ShmGroup final : public Group {
   Shared* s_;
   int rank_;
   int size_;
+  bool broken_ = false;
+  std::string broken_why_;
 };
 
 class SingleGroup final : public Group {
  public:
   int rank() const override { return 0; }
   int size() const override { return 1; }
+
+ public:
   std::vector<Bytes> all_gather(std::span<const uint8_t> in) override { return {Bytes(in.begin(), in.end())}; }
   void barrier() override {}
 };

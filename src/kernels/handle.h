@@ -25,8 +25,14 @@ constexpr int kPhases = 2;  // two-shot needs two barriers per call; one-shot us
 //   [flags][probe] ... 64 KiB | staging 0 (capacity) | staging 1 (capacity) | push buffers (3 x world x push_capacity)
 constexpr size_t kFlagBytes = sizeof(uint64_t) * kPhases * kMaxBlocks * kMaxRanks;
 constexpr size_t kProbeOffset = kFlagBytes;  // set-up probe: one u64 per source rank
+// Written by a peer whose wait timed out: 1 + its rank. That peer has left the communicator, so a rank that finds
+// this word set stops waiting for it (and its destructor skips the barrier the peer will never enter), instead of
+// timing out on its own later or hanging in a barrier.
+constexpr size_t kPoisonOffset = kProbeOffset + kMaxRanks * sizeof(uint64_t);
 constexpr size_t kStagingOffset = 64 * 1024;
-static_assert(kProbeOffset + kMaxRanks * sizeof(uint64_t) <= kStagingOffset, "flags overflow the header");
+static_assert(kPoisonOffset + sizeof(uint64_t) <= kStagingOffset, "flags overflow the header");
+// Error word values: 1 + the rank a wait timed out on, or kErrorPeerGaveUp | (1 + the rank that gave up first).
+constexpr int kErrorPeerGaveUp = 1 << 16;
 
 // The Lamport sentinel, as a 32-bit word: two fp16/bf16 negative zeros (0x8000 each), and for fp32 a negative
 // denormal (-4.6e-41) that senders replace by -0.0. One pattern for every dtype, because the push buffers are
@@ -47,7 +53,7 @@ struct DeviceHandle {
   size_t capacity;       ///< bytes per staging buffer
   size_t push_capacity;  ///< bytes per push slot (0: no push buffers)
   uint64_t* counters;    ///< local device counters, see kCounter*
-  int* error;            ///< host-mapped: 0, or 1 + the rank a timed-out wait was waiting for
+  int* error;            ///< host-mapped: 0, or a value as documented at kErrorPeerGaveUp
   uint64_t timeout_ns;
 };
 

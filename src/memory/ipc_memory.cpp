@@ -4,6 +4,7 @@
 
 #include "common/check.h"
 #include "common/log.h"
+#include "common/serialize.h"
 #include "memory/peer_memory.h"
 
 namespace customar::detail {
@@ -14,22 +15,45 @@ class IpcPeerMemory final : public PeerMemory {
  public:
   IpcPeerMemory(Group& group, int device, size_t bytes) : rank_(group.rank()), bytes_(bytes) {
     ptrs_.assign(group.size(), nullptr);
-    CUSTOMAR_CUDA_CHECK(cudaMalloc(&ptrs_[rank_], bytes));
     try {
-      // Zeroed before any peer can see it: flags start at 0 and epochs start at 1.
-      CUSTOMAR_CUDA_CHECK(cudaMemset(ptrs_[rank_], 0, bytes));
-      CUSTOMAR_CUDA_CHECK(cudaDeviceSynchronize());
+      // Local part first, its outcome then travels with the handle: a rank whose allocation failed still takes part
+      // in the one exchange, so no rank reads an error message as a handle (or waits for a handle never sent).
+      std::string err;
       cudaIpcMemHandle_t mine{};
-      CUSTOMAR_CUDA_CHECK(cudaIpcGetMemHandle(&mine, ptrs_[rank_]));
-      std::vector<cudaIpcMemHandle_t> all = all_gather_value(group, mine);
+      try {
+        CUSTOMAR_CUDA_CHECK(cudaMalloc(&ptrs_[rank_], bytes));
+        // Zeroed before any peer can see it: flags start at 0 and epochs start at 1.
+        CUSTOMAR_CUDA_CHECK(cudaMemset(ptrs_[rank_], 0, bytes));
+        CUSTOMAR_CUDA_CHECK(cudaDeviceSynchronize());
+        CUSTOMAR_CUDA_CHECK(cudaIpcGetMemHandle(&mine, ptrs_[rank_]));
+      } catch (const std::exception& e) {
+        err = e.what();
+      }
+      Writer w;
+      w.put_string(err).put<uint64_t>(bytes).put(mine);
+      std::vector<Bytes> all = group.all_gather(w.bytes());
+      std::vector<cudaIpcMemHandle_t> handles(group.size());
+      for (int r = 0; r < group.size(); ++r) {
+        Reader rd(all[r]);
+        std::string peer_err = rd.get_string();
+        if (!peer_err.empty())
+          throw Error("allocating " + std::to_string(bytes) + " bytes of peer memory failed on rank " +
+                      std::to_string(r) + ": " + peer_err);
+        auto peer_bytes = rd.get<uint64_t>();
+        if (peer_bytes != bytes)
+          throw Error("peer memory: rank " + std::to_string(r) + " allocated " + std::to_string(peer_bytes) +
+                      " bytes and rank " + std::to_string(rank_) + " " + std::to_string(bytes) +
+                      "; every rank must size its region alike");
+        handles[r] = rd.get<cudaIpcMemHandle_t>();
+      }
       for (int r = 0; r < group.size(); ++r) {
         if (r == rank_) continue;
-        cudaError_t err = cudaIpcOpenMemHandle(&ptrs_[r], all[r], cudaIpcMemLazyEnablePeerAccess);
-        if (err != cudaSuccess) {
+        cudaError_t e = cudaIpcOpenMemHandle(&ptrs_[r], handles[r], cudaIpcMemLazyEnablePeerAccess);
+        if (e != cudaSuccess) {
           (void)cudaGetLastError();
           ptrs_[r] = nullptr;
           throw CudaError(std::string("cudaIpcOpenMemHandle(rank ") + std::to_string(r) + ") failed: " +
-                          cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ") at " + where(__FILE__, __LINE__));
+                          cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ") at " + where(__FILE__, __LINE__));
         }
       }
     } catch (...) {

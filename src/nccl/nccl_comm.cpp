@@ -4,6 +4,7 @@
 
 #include "common/check.h"
 #include "common/log.h"
+#include "group/agree.h"
 
 namespace customar::detail {
 
@@ -22,21 +23,28 @@ ncclDataType_t nccl_type(DataType dtype) {
 }  // namespace
 
 NcclComm::NcclComm(Group& group, int device, ncclComm_t external) {
+  // Each local step is agreed (group/agree.h) before the next exchange, so a rank that fails here throws together
+  // with its peers instead of leaving them waiting in an exchange it never reaches.
   if (external != nullptr) {
-    int n = 0, r = 0;
-    CUSTOMAR_NCCL_CHECK(ncclCommCount(external, &n));
-    CUSTOMAR_NCCL_CHECK(ncclCommUserRank(external, &r));
-    if (n != group.size() || r != group.rank())
-      throw InvalidArgument("CommOptions::nccl_comm has rank " + std::to_string(r) + " of " + std::to_string(n) +
-                            " but the group has rank " + std::to_string(group.rank()) + " of " +
-                            std::to_string(group.size()));
+    run_step(group, "checking CommOptions::nccl_comm", [&] {
+      int n = 0, r = 0;
+      CUSTOMAR_NCCL_CHECK(ncclCommCount(external, &n));
+      CUSTOMAR_NCCL_CHECK(ncclCommUserRank(external, &r));
+      if (n != group.size() || r != group.rank())
+        throw InvalidArgument("CommOptions::nccl_comm has rank " + std::to_string(r) + " of " + std::to_string(n) +
+                              " but the group has rank " + std::to_string(group.rank()) + " of " +
+                              std::to_string(group.size()));
+    });
     comm_ = external;
     return;
   }
   ncclUniqueId id{};
-  if (group.rank() == 0) CUSTOMAR_NCCL_CHECK(ncclGetUniqueId(&id));
+  run_step(group, "creating the NCCL unique id", [&] {
+    if (group.rank() == 0) CUSTOMAR_NCCL_CHECK(ncclGetUniqueId(&id));
+  });
   id = all_gather_value(group, id)[0];
-  CUSTOMAR_NCCL_CHECK(ncclCommInitRank(&comm_, group.size(), id, group.rank()));
+  run_step(group, "ncclCommInitRank",
+           [&] { CUSTOMAR_NCCL_CHECK(ncclCommInitRank(&comm_, group.size(), id, group.rank())); });
   owned_ = true;
   CUSTOMAR_INFO("INIT", "NCCL communicator of %d ranks on device %d", group.size(), device);
 }

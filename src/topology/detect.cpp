@@ -1,5 +1,7 @@
 // Topology detection: this rank's GPU facts, its row of the link matrices, then an all-gather and an AND across
 // ranks so that every rank holds the identical topology and therefore takes the identical path.
+#include "topology/detect.h"
+
 #include <cuda_runtime_api.h>
 #include <unistd.h>
 
@@ -18,6 +20,11 @@
 #include "topology/nvml.h"
 
 namespace customar {
+
+using detail::nvml_error;
+using detail::nvml_ok;
+using detail::Reader;
+using detail::Writer;
 
 namespace {
 
@@ -130,58 +137,122 @@ Topology detect_local_machine() {
   return t;
 }
 
-Topology detect_group_topology(Group& group, int device) {
-  const Env& e = env();
-  Topology t;
-  if (!e.topo_file.empty()) {
-    Topology file = load_topology_file(e.topo_file);
-    if (file.world_size() < group.size())
-      throw ConfigError("CUSTOMAR_TOPO_FILE=" + e.topo_file + " describes " + std::to_string(file.world_size()) +
-                        " GPUs but the group has " + std::to_string(group.size()) + " ranks");
-    t = file.prefix(group.size());
-    if (!t.nvrtc.has_value()) t.nvrtc = nvrtc_available();
-    CUSTOMAR_INFO("TOPO", "topology of %d ranks loaded from %s", group.size(), e.topo_file.c_str());
-  } else {
-    detail::Writer w;
-    GpuInfo mine = gpu_info(device, host_identity());
+namespace detail {
+
+Topology detect_group_topology_from(Group& group, int device, const std::string& topo_file) {
+  // Every rank makes the same two exchanges whatever happens locally: a rank that failed, or that reads a topology
+  // file while its peers detect, reports it inside the exchange instead of skipping it, so no message is ever read
+  // as the answer to another. Errors and disagreements then throw on every rank alike.
+  std::string err;
+  Topology file;
+  GpuInfo mine;
+  try {
+    if (!topo_file.empty()) {
+      file = load_topology_file(topo_file);
+      if (file.world_size() < group.size())
+        throw ConfigError("CUSTOMAR_TOPO_FILE=" + topo_file + " describes " + std::to_string(file.world_size()) +
+                          " GPUs but the group has " + std::to_string(group.size()) + " ranks");
+      file = file.prefix(group.size());
+    } else {
+      mine = gpu_info(device, host_identity());
+    }
+  } catch (const std::exception& e) {
+    err = e.what();
+  }
+  Writer w;
+  w.put_string(err).put<uint8_t>(topo_file.empty() ? 0 : 1);
+  if (topo_file.empty()) {
     w.put_string(mine.host).put_string(mine.pci_bus_id).put_string(mine.uuid).put_string(mine.name);
     w.put<int32_t>(mine.sm).put<int32_t>(mine.sm_count).put<uint8_t>(nvrtc_available() ? 1 : 0);
-    std::vector<Bytes> all = group.all_gather(w.bytes());
-    std::vector<GpuInfo> gpus;
-    bool nvrtc_all = true;
-    for (const Bytes& b : all) {
-      detail::Reader r(b);
-      GpuInfo g;
-      g.host = r.get_string();
-      g.pci_bus_id = r.get_string();
-      g.uuid = r.get_string();
-      g.name = r.get_string();
-      g.sm = r.get<int32_t>();
-      g.sm_count = r.get<int32_t>();
-      nvrtc_all = nvrtc_all && r.get<uint8_t>() != 0;
-      gpus.push_back(std::move(g));
-    }
-    t = empty_links(std::move(gpus));
-    t.nvrtc = nvrtc_all;
-    int me = group.rank();
-    fill_row(t, me, device);
-    if (!detail::nvml_ok())
-      CUSTOMAR_WARN("TOPO", "NVML unavailable (%s): NVLink reported absent", detail::nvml_error().c_str());
-    // Exchange rows; rank i's row is authoritative for (i, *), then AND with the transpose.
-    Bytes row;
-    for (int j = 0; j < t.world_size(); ++j)
-      row.push_back(static_cast<uint8_t>((t.nvlink[me][j] ? 1 : 0) | (t.p2p[me][j] ? 2 : 0)));
-    std::vector<Bytes> rows = group.all_gather(row);
-    for (int i = 0; i < t.world_size(); ++i) {
-      if (static_cast<int>(rows[i].size()) != t.world_size())
-        throw Error("topology: a rank sent a row of the wrong length");
-      for (int j = 0; j < t.world_size(); ++j) {
-        t.nvlink[i][j] = (rows[i][j] & 1) != 0;
-        t.p2p[i][j] = (rows[i][j] & 2) != 0;
-      }
-    }
-    combine_links(t);
+  } else {
+    w.put_string(err.empty() ? topology_to_json(file) : std::string());
   }
+  std::vector<Bytes> all = group.all_gather(w.bytes());
+  std::vector<std::string> file_json(all.size());
+  std::vector<std::string> errors(all.size());
+  std::vector<bool> uses_file(all.size(), false);
+  std::vector<GpuInfo> gpus;
+  bool nvrtc_all = true;
+  for (size_t r = 0; r < all.size(); ++r) {
+    Reader rd(all[r]);
+    errors[r] = rd.get_string();
+    uses_file[r] = rd.get<uint8_t>() != 0;
+    if (uses_file[r]) {
+      file_json[r] = rd.get_string();
+      continue;
+    }
+    GpuInfo g;
+    g.host = rd.get_string();
+    g.pci_bus_id = rd.get_string();
+    g.uuid = rd.get_string();
+    g.name = rd.get_string();
+    g.sm = rd.get<int32_t>();
+    g.sm_count = rd.get<int32_t>();
+    nvrtc_all = nvrtc_all && rd.get<uint8_t>() != 0;
+    gpus.push_back(std::move(g));
+  }
+  // All ranks must read the same machine: one that detects while another reads a file, or two that read different
+  // files, would build different backends (or kernels of different grid sizes) and wait for each other forever.
+  for (size_t r = 1; r < all.size(); ++r) {
+    if (uses_file[r] != uses_file[0])
+      throw ConfigError("CUSTOMAR_TOPO_FILE differs between ranks: rank " + std::to_string(r) +
+                        (uses_file[r] ? " reads a topology file" : " detects the machine") + " while rank 0 " +
+                        (uses_file[0] ? "reads one" : "detects it") +
+                        "; set the same CUSTOMAR_TOPO_FILE (or none) on every rank");
+  }
+  for (size_t r = 0; r < all.size(); ++r) {
+    if (!errors[r].empty())
+      throw ConfigError("topology: rank " + std::to_string(r) + " could not describe its GPU: " + errors[r]);
+  }
+  if (uses_file[0]) {
+    for (size_t r = 1; r < all.size(); ++r) {
+      if (file_json[r] != file_json[0])
+        throw ConfigError("CUSTOMAR_TOPO_FILE differs between ranks: rank " + std::to_string(r) +
+                          " reads another topology than rank 0; every rank must read the same one");
+    }
+    Topology t = topology_from_json(file_json[0]);
+    if (!t.nvrtc.has_value()) t.nvrtc = nvrtc_available();
+    CUSTOMAR_INFO("TOPO", "topology of %d ranks loaded from %s", group.size(), topo_file.c_str());
+    return t;
+  }
+
+  Topology t = empty_links(std::move(gpus));
+  t.nvrtc = nvrtc_all;
+  const int me = group.rank();
+  err.clear();
+  try {
+    fill_row(t, me, device);
+  } catch (const std::exception& e) {
+    err = e.what();
+  }
+  if (err.empty() && !nvml_ok())
+    CUSTOMAR_WARN("TOPO", "NVML unavailable (%s): NVLink reported absent", nvml_error().c_str());
+  // Exchange rows; rank i's row is authoritative for (i, *), then AND with the transpose.
+  Writer rw;
+  rw.put_string(err);
+  for (int j = 0; j < t.world_size(); ++j)
+    rw.put<uint8_t>(static_cast<uint8_t>((t.nvlink[me][j] ? 1 : 0) | (t.p2p[me][j] ? 2 : 0)));
+  std::vector<Bytes> rows = group.all_gather(rw.bytes());
+  for (int i = 0; i < t.world_size(); ++i) {
+    Reader rd(rows[i]);
+    std::string peer_err = rd.get_string();
+    if (!peer_err.empty())
+      throw ConfigError("topology: rank " + std::to_string(i) + " could not probe its links: " + peer_err);
+    for (int j = 0; j < t.world_size(); ++j) {
+      auto bits = rd.get<uint8_t>();
+      t.nvlink[i][j] = (bits & 1) != 0;
+      t.p2p[i][j] = (bits & 2) != 0;
+    }
+  }
+  combine_links(t);
+  return t;
+}
+
+}  // namespace detail
+
+Topology detect_group_topology(Group& group, int device) {
+  const Env& e = env();
+  Topology t = detail::detect_group_topology_from(group, device, e.topo_file);
   if (!e.topo_dump_file.empty() && group.rank() == 0) {
     save_topology_file(t, e.topo_dump_file);
     CUSTOMAR_INFO("TOPO", "topology written to %s", e.topo_dump_file.c_str());

@@ -2,6 +2,9 @@
 //   dead-peer   one rank is SIGKILLed in the middle of a stream of all-reduces (--graph: of graph replays); every
 //               other rank must get a TimeoutError naming it within CUSTOMAR_TIMEOUT_MS, and then StateError.
 //   no-call     one rank never calls; the same is required of the others.
+//   late-peer   one rank is late by more than the timeout: the others time out naming it; the late rank's next call
+//               must then fail at once (a timed-out peer announced that it left), naming a rank that left, and every
+//               process must end (no destructor barrier waiting for a peer that skipped it).
 //   check-mode  with CUSTOMAR_CHECK=1, ranks pass different counts / dtypes: a clear error on every rank, and the
 //               communicator still works afterwards.
 //   stress      --calls N all-reduces of random sizes, dtypes, in/out-of-place, algorithms (every backend and
@@ -107,6 +110,51 @@ int dead_peer(Group& g, const Options& o, bool kill) {
     }
   }
   std::printf("rank %d: no error although rank %d is gone\n", rank, victim);
+  return 4;
+}
+
+// Late peer: the victim sleeps past the others' timeout before call `late_at`, then carries on calling.
+int late_peer(Group& g, const Options& o) {
+  const int rank = g.rank(), victim = g.size() - 1;
+  TEST_CUDA(cudaSetDevice(rank));
+  Communicator comm(g, rank);
+  cudaStream_t s;
+  TEST_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  const size_t count = 8192;
+  void* buf = nullptr;
+  TEST_CUDA(cudaMalloc(&buf, count * 2));
+  fill(buf, count, DataType::kBFloat16, 1, rank, Values::kSmallInt, s);
+  const int late_at = 100;
+  const int64_t timeout_ms = env().timeout_ms;
+  g.barrier();
+  for (int it = 0; it < late_at + 1000; ++it) {
+    if (rank == victim && it == late_at) std::this_thread::sleep_for(std::chrono::milliseconds(timeout_ms + 1000));
+    Clock::time_point t0 = Clock::now();
+    try {
+      comm.all_reduce(buf, buf, count, DataType::kBFloat16, s);
+      TEST_CUDA(cudaStreamSynchronize(s));
+      comm.check();
+    } catch (const TimeoutError& e) {
+      double detect_ms = ms_since(t0);
+      bool refused = false;
+      try {
+        comm.all_reduce(buf, buf, count, DataType::kBFloat16, s);
+      } catch (const StateError&) {
+        refused = true;
+      }
+      // Survivors name the victim after their timeout; the victim names a survivor well before its own timeout.
+      bool ok = rank == victim ? (e.missing_rank() != victim && e.missing_rank() >= 0 && detect_ms < timeout_ms / 2)
+                               : (e.missing_rank() == victim && detect_ms < timeout_ms + 5000);
+      std::printf(
+          "metric: mode=late-peer rank=%d call=%d missing_rank=%d detect_ms=%.0f timeout_ms=%lld "
+          "refused_after=%d\n",
+          rank, it, e.missing_rank(), detect_ms, static_cast<long long>(timeout_ms), refused ? 1 : 0);
+      std::printf("  error: %s\n", e.what());
+      std::fflush(stdout);
+      return ok && refused ? 0 : 3;
+    }
+  }
+  std::printf("rank %d: no error although rank %d was late by more than the timeout\n", rank, victim);
   return 4;
 }
 
@@ -264,7 +312,7 @@ int main(int argc, char** argv) {
   Options o;
   if (argc < 2) {
     std::fprintf(stderr,
-                 "usage: reliability_test dead-peer|no-call|check-mode|stress|lifecycle [-n W] [--graph] "
+                 "usage: reliability_test dead-peer|no-call|late-peer|check-mode|stress|lifecycle [-n W] [--graph] "
                  "[--calls N] [--seconds S] [--iters N]\n");
     return 2;
   }
@@ -297,6 +345,7 @@ int main(int argc, char** argv) {
       [&](Group& g) {
         if (o.mode == "dead-peer") return dead_peer(g, o, true);
         if (o.mode == "no-call") return dead_peer(g, o, false);
+        if (o.mode == "late-peer") return late_peer(g, o);
         if (o.mode == "check-mode") return check_mode(g);
         if (o.mode == "stress") return stress(g, o);
         if (o.mode == "lifecycle") return lifecycle(g, o);

@@ -142,13 +142,29 @@ __device__ __forceinline__ void end_call(const DeviceHandle& h, const CallState&
   }
 }
 
-__device__ __forceinline__ void report_timeout(const DeviceHandle& h, CallState& s, int missing) {
+__device__ __forceinline__ void mark_failed(const DeviceHandle& h, CallState& s, int error_word) {
   // Host-mapped memory, read by the host without synchronising. A plain store, not an atomic: atomics on host memory
   // need PCIe atomics, and any one missing rank is a right answer when several blocks report.
-  *reinterpret_cast<volatile int*>(h.error) = missing + 1;
+  *reinterpret_cast<volatile int*>(h.error) = error_word;
   __threadfence_system();
   h.counters[kCounterFailed] = 1;
   s.abort = 1;
+}
+
+__device__ __forceinline__ void report_timeout(const DeviceHandle& h, CallState& s, int missing) {
+  // Tell every peer that this rank is leaving: one that was only late would otherwise finish this call, wait in the
+  // next for a rank that never comes, and meet it nowhere (not in NCCL, not in the destructor's barrier).
+  for (int r = 0; r < h.world; ++r)
+    if (r != h.rank) *reinterpret_cast<volatile uint32_t*>(h.regions[r] + kPoisonOffset) = h.rank + 1;
+  mark_failed(h, s, missing + 1);
+}
+
+// Called where a wait reads its timer: true (and the call aborted) when a peer has announced that it gave up.
+__device__ __forceinline__ bool peer_gave_up(const DeviceHandle& h, CallState& s) {
+  uint32_t who = *reinterpret_cast<volatile const uint32_t*>(h.regions[h.rank] + kPoisonOffset);
+  if (who == 0) return false;
+  mark_failed(h, s, kErrorPeerGaveUp | static_cast<int>(who));
+  return true;
 }
 
 // Block b of this rank meets block b of every peer. Thread t < world signals rank t and waits for rank t, so the
@@ -163,6 +179,7 @@ __device__ __forceinline__ bool block_barrier(const DeviceHandle& h, int phase, 
     uint64_t start = 0;
     for (uint32_t spins = 0; ld_acquire_sys(mine) < s.epoch; ++spins) {
       if ((spins & 255u) != 255u) continue;  // read the timer rarely: it costs more than a flag load
+      if (peer_gave_up(h, s)) break;
       uint64_t now = global_timer_ns();
       if (start == 0) {
         start = now;

@@ -109,6 +109,10 @@ __device__ __forceinline__ void oneshot_push_body(const DeviceHandle& h, const T
       for (uint32_t spins = 0; !vec_ready<T>(v) && !timed_out; ++spins) {
         v = ld_volatile_v4(slot[r] + i);
         if ((spins & 255u) != 255u) continue;
+        if (peer_gave_up(h, s)) {
+          timed_out = true;
+          break;
+        }
         uint64_t now = global_timer_ns();
         if (start == 0) {
           start = now;

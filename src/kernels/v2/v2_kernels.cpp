@@ -54,11 +54,18 @@ V2Kernels::V2Kernels(int world, int sm) {
                     : jit.source == JitResult::Source::kDisk   ? "disk cache"
                                                                : "memo";
   CUSTOMAR_CUDA_CHECK(cudaLibraryLoadData(&lib_, jit.cubin.data(), nullptr, nullptr, 0, nullptr, nullptr, 0));
-  for (int a = 0; a < 3; ++a)
-    for (int t = 0; t < 3; ++t) {
-      std::string name = std::string("customar_v2_") + kAlgoNames[a] + "_" + kTypeNames[t];
-      CUSTOMAR_CUDA_CHECK(cudaLibraryGetKernel(&kernels_[a][t], lib_, name.c_str()));
-    }
+  try {
+    for (int a = 0; a < 3; ++a)
+      for (int t = 0; t < 3; ++t) {
+        std::string name = std::string("customar_v2_") + kAlgoNames[a] + "_" + kTypeNames[t];
+        CUSTOMAR_CUDA_CHECK(cudaLibraryGetKernel(&kernels_[a][t], lib_, name.c_str()));
+      }
+  } catch (...) {
+    // The destructor does not run for a constructor that throws: unload here, or the library leaks.
+    (void)cudaLibraryUnload(lib_);
+    lib_ = nullptr;
+    throw;
+  }
 }
 
 V2Kernels::~V2Kernels() {
