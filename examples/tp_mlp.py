@@ -38,6 +38,7 @@ def worker(rank, world, port, args):
         return y
 
     results = {}
+    graphs = []
     for name, reduce in (("customar", with_customar), ("torch.distributed", with_torch)):
         s = torch.cuda.Stream()
         with torch.cuda.stream(s):
@@ -45,6 +46,7 @@ def worker(rank, world, port, args):
                 forward(reduce)
         torch.cuda.synchronize()
         g = torch.cuda.CUDAGraph()
+        graphs.append(g)
         with torch.cuda.graph(g):
             out = forward(reduce)
         for _ in range(5):
@@ -62,6 +64,10 @@ def worker(rank, world, port, args):
         for name, (us, _) in results.items():
             print(f"  {name:18s} {us:8.1f} us/forward")
         print(f"  speed-up {results['torch.distributed'][0] / results['customar'][0]:.2f}x, outputs match: {ok}")
+    # Tear down in dependency order: the graphs hold kernels of both communicators, and torch's NCCL communicator
+    # must not be destroyed under a live graph that captured it (that can block in NCCL's teardown).
+    torch.cuda.synchronize()
+    del graphs, g, out, results
     del comm
     dist.destroy_process_group()
     if not ok:

@@ -2,7 +2,9 @@
 # Every GPU check in one call, for a machine with 2+ GPUs: topology report, the multi-process correctness matrix at
 # world sizes 2, 4 (and 8 where present) for the automatic choice and each algorithm forced, forced topologies under
 # graph capture, the Python binding, then customar-perf and the tuner. Usage: scripts/gpu-check.sh [BIN_DIR]  (default: .gpu-bin if staged, else build)
-# Prints one line per run and ends with "N passed, M failed" (runs).
+# Prints one line per run and ends with "N passed, M failed" (runs). Script switches (not read by the library):
+# CUSTOMAR_SKIP_BENCH=1 skips the benchmark, tuner and peers' anchors; CUSTOMAR_ONLY_BENCH=1 runs only those (each
+# half fits one 10-minute device call at 2 GPUs).
 set -u
 cd "$(dirname "$0")/.."
 source scripts/gpu-lib.sh "${1:-}"
@@ -10,6 +12,7 @@ data=tests/unit/data
 
 nvidia-smi --query-gpu=index,name,pci.bus_id,driver_version --format=csv,noheader
 "$info" | tee "$out/customar-info.log"
+if [ "${CUSTOMAR_ONLY_BENCH:-0}" != 1 ]; then
 
 for ws in 2 4 8; do
   [ "$gpus" -ge "$ws" ] || continue
@@ -43,6 +46,7 @@ if python3 -c "import customar, torch" 2>/dev/null; then
   run "tp-mlp-example" -- python3 examples/tp_mlp.py --iters 100
   tail -4 "$out/tp-mlp-example.log"
 fi
+fi  # CUSTOMAR_ONLY_BENCH
 
 # Benchmark (every backend beside NCCL and NCCL's symmetric kernels) and the tuner, per world size. The tuner writes
 # to $out, not to the machine's tuned config, so the benchmark above measured the built-in thresholds.
@@ -53,6 +57,17 @@ if [ -x "$perf" ] && [ "${CUSTOMAR_SKIP_BENCH:-0}" != 1 ]; then
     t0=$(date +%s)
     "$perf" -g "$ws" -k auto -c 0 --tune "$out/tuned-w$ws.json" | grep "^# tune"
     echo "# tune: world $ws took $(( $(date +%s) - t0 )) s"
+  done
+fi
+
+# The peers' torch figures (torch.distributed over NCCL, SymmetricMemory one-/two-shot), re-measured in the same
+# lease as customar-perf above: ../shared/anchors/anchors.py, or a copy carried in .anchors/ (CUSTOMAR_ANCHORS=path).
+anchors="${CUSTOMAR_ANCHORS:-}"
+for a in .anchors/anchors.py ../shared/anchors/anchors.py; do [ -z "$anchors" ] && [ -f "$a" ] && anchors="$a"; done
+if [ -n "$anchors" ] && [ "${CUSTOMAR_SKIP_BENCH:-0}" != 1 ] && python3 -c "import torch" 2>/dev/null; then
+  for ws in 2 4 8; do
+    [ "$gpus" -ge "$ws" ] || continue
+    run "anchors-w$ws" -- timeout 400 python3 "$anchors" "$ws" "$out/anchors-w$ws.json"
   done
 fi
 
