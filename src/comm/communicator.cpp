@@ -100,10 +100,12 @@ struct Communicator::Impl {
       thresholds = c.thresholds;
       force_algo = c.force_algo;
       check_mode = c.check;
+      nccl = std::make_unique<detail::NcclComm>(group, dev, options.nccl_comm);
     } else {
-      reason = "world size 1: nothing to reduce";
+      Decision d = dispatch_custom_allreduce(group, dev);  // world size 1: no exchange, no detection
+      backend = d.backend;
+      reason = d.reason;
     }
-    if (world > 1) nccl = std::make_unique<detail::NcclComm>(group, dev, options.nccl_comm);
     if (backend == Backend::kV2) {
       // Compile (or load from the cache) now, at creation: a compile failure must degrade to V1 here, on every rank
       // alike, never surface mid-run.
@@ -187,14 +189,12 @@ struct Communicator::Impl {
       int err = custom->error();
       if (err != 0) {
         failed_rank = (err & (detail::kErrorPeerGaveUp - 1)) - 1;
-        if (err & detail::kErrorPeerGaveUp)
-          throw TimeoutError("all_reduce on rank " + std::to_string(rank) + ": rank " + std::to_string(failed_rank) +
-                                 " timed out waiting for a peer and left the communicator, so this rank stopped "
-                                 "waiting for it; the communicator is now unusable",
-                             failed_rank);
+        const std::string what =
+            (err & detail::kErrorPeerGaveUp)
+                ? " timed out waiting for a peer and left the communicator, so this rank stopped waiting for it"
+                : " did not arrive within CUSTOMAR_TIMEOUT_MS=" + std::to_string(env().timeout_ms) + " ms";
         throw TimeoutError("all_reduce on rank " + std::to_string(rank) + ": rank " + std::to_string(failed_rank) +
-                               " did not arrive within CUSTOMAR_TIMEOUT_MS=" + std::to_string(env().timeout_ms) +
-                               " ms; the communicator is now unusable",
+                               what + "; the communicator is now unusable",
                            failed_rank);
       }
     }

@@ -23,16 +23,9 @@ CustomBackend::CustomBackend(Group& group, int device, const Topology& topo, siz
       *error_host_ = 0;
     });
     // open_ipc_peer_memory is collective: every rank reaches its one exchange (handle or allocation error), and a
-    // failure to open a peer's handle, which is local, is agreed on just below.
-    std::string alloc_error;
-    std::unique_ptr<PeerMemory> mem;
-    try {
-      mem = open_ipc_peer_memory(group, device, region_bytes(capacity, push_capacity, world));
-    } catch (const std::exception& e) {
-      alloc_error = e.what();
-    }
-    agree_or_throw(group, alloc_error, "mapping peer memory");
-    memory_ = std::move(mem);
+    // failure to open a peer's handle, which is local, is agreed on by the step.
+    run_step(group, "mapping peer memory",
+             [&] { memory_ = open_ipc_peer_memory(group, device, region_bytes(capacity, push_capacity, world)); });
 
     handle_.rank = rank;
     handle_.world = world;

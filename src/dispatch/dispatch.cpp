@@ -7,6 +7,7 @@
 #include "customar/env.h"
 #include "customar/group.h"
 #include "dispatch/setup.h"
+#include "group/agree.h"
 #include "topology/detect.h"
 
 namespace customar {
@@ -163,7 +164,7 @@ namespace detail {
 
 LocalChoice local_choice(const Topology& topo, std::optional<Backend> max_backend) {
   LocalChoice c;
-  try {
+  c.error = local_error([&] {
     const Config& config = global_config();
     const DispatchOptions o = DispatchOptions::from_env();
     c.decision = decide_backend(topo, config, o);
@@ -177,9 +178,7 @@ LocalChoice local_choice(const Topology& topo, std::optional<Backend> max_backen
     }
     c.force_algo = o.force_algo;
     c.check = env().check;
-  } catch (const std::exception& e) {
-    c.error = e.what()[0] != '\0' ? e.what() : "unknown error";
-  }
+  });
   return c;
 }
 

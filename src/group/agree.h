@@ -14,18 +14,24 @@ namespace customar::detail {
 /// non-empty (the lowest such rank is named); returns normally on every rank otherwise.
 void agree_or_throw(Group& group, const std::string& my_error, const std::string& step);
 
-/// Runs the local part of a step, turning any exception into this rank's error, then agrees.
+/// Runs the local part of a step and returns "" or the text of what it threw (never empty then): the error this rank
+/// brings to the next exchange, for steps whose outcome travels inside a message of their own.
 template <typename F>
-void run_step(Group& group, const std::string& step, F&& local) {
-  std::string err;
+std::string local_error(F&& local) {
   try {
     local();
   } catch (const std::exception& e) {
-    err = e.what()[0] != '\0' ? e.what() : "unknown error";
+    return e.what()[0] != '\0' ? e.what() : "unknown error";
   } catch (...) {
-    err = "unknown exception";
+    return "unknown exception";
   }
-  agree_or_throw(group, err, step);
+  return "";
+}
+
+/// Runs the local part of a step, turning any exception into this rank's error, then agrees.
+template <typename F>
+void run_step(Group& group, const std::string& step, F&& local) {
+  agree_or_throw(group, local_error(local), step);
 }
 
 }  // namespace customar::detail

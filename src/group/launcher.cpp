@@ -64,6 +64,33 @@ class ShmGroup final : public Group {
     }
   }
 
+  std::vector<Bytes> all_gather(std::span<const uint8_t> in) override {
+    std::vector<Bytes> out(size_);
+    s_->length[rank_] = in.size();
+    size_t sent = 0;
+    size_t longest = 0;
+    for (int round = 0;; ++round) {
+      size_t n = std::min(kSlotBytes, in.size() - sent);
+      if (n) std::memcpy(slot(rank_), in.data() + sent, n);
+      sent += n;
+      barrier();
+      if (round == 0) {
+        for (int r = 0; r < size_; ++r) {
+          out[r].reserve(s_->length[r]);
+          longest = std::max<size_t>(longest, s_->length[r]);
+        }
+      }
+      for (int r = 0; r < size_; ++r) {
+        size_t have = out[r].size();
+        size_t take = std::min(kSlotBytes, s_->length[r] - have);
+        out[r].insert(out[r].end(), slot(r), slot(r) + take);
+      }
+      barrier();  // every rank has read the slots before anyone overwrites them
+      if (static_cast<size_t>(round + 1) * kSlotBytes >= longest) break;
+    }
+    return out;
+  }
+
  private:
   void wait_for_all() {
     uint64_t mine = s_->entered[rank_].fetch_add(1, std::memory_order_acq_rel) + 1;
@@ -105,35 +132,6 @@ class ShmGroup final : public Group {
     }
   }
 
- public:
-  std::vector<Bytes> all_gather(std::span<const uint8_t> in) override {
-    std::vector<Bytes> out(size_);
-    s_->length[rank_] = in.size();
-    size_t sent = 0;
-    size_t longest = 0;
-    for (int round = 0;; ++round) {
-      size_t n = std::min(kSlotBytes, in.size() - sent);
-      if (n) std::memcpy(slot(rank_), in.data() + sent, n);
-      sent += n;
-      barrier();
-      if (round == 0) {
-        for (int r = 0; r < size_; ++r) {
-          out[r].reserve(s_->length[r]);
-          longest = std::max<size_t>(longest, s_->length[r]);
-        }
-      }
-      for (int r = 0; r < size_; ++r) {
-        size_t have = out[r].size();
-        size_t take = std::min(kSlotBytes, s_->length[r] - have);
-        out[r].insert(out[r].end(), slot(r), slot(r) + take);
-      }
-      barrier();  // every rank has read the slots before anyone overwrites them
-      if (static_cast<size_t>(round + 1) * kSlotBytes >= longest) break;
-    }
-    return out;
-  }
-
- private:
   uint8_t* slot(int r) { return s_->slots + static_cast<size_t>(r) * kSlotBytes; }
   Shared* s_;
   int rank_;
@@ -146,8 +144,6 @@ class SingleGroup final : public Group {
  public:
   int rank() const override { return 0; }
   int size() const override { return 1; }
-
- public:
   std::vector<Bytes> all_gather(std::span<const uint8_t> in) override { return {Bytes(in.begin(), in.end())}; }
   void barrier() override {}
 };

@@ -5,6 +5,7 @@
 #include "common/check.h"
 #include "common/log.h"
 #include "common/serialize.h"
+#include "group/agree.h"
 #include "memory/peer_memory.h"
 
 namespace customar::detail {
@@ -18,17 +19,14 @@ class IpcPeerMemory final : public PeerMemory {
     try {
       // Local part first, its outcome then travels with the handle: a rank whose allocation failed still takes part
       // in the one exchange, so no rank reads an error message as a handle (or waits for a handle never sent).
-      std::string err;
       cudaIpcMemHandle_t mine{};
-      try {
+      std::string err = local_error([&] {
         CUSTOMAR_CUDA_CHECK(cudaMalloc(&ptrs_[rank_], bytes));
         // Zeroed before any peer can see it: flags start at 0 and epochs start at 1.
         CUSTOMAR_CUDA_CHECK(cudaMemset(ptrs_[rank_], 0, bytes));
         CUSTOMAR_CUDA_CHECK(cudaDeviceSynchronize());
         CUSTOMAR_CUDA_CHECK(cudaIpcGetMemHandle(&mine, ptrs_[rank_]));
-      } catch (const std::exception& e) {
-        err = e.what();
-      }
+      });
       Writer w;
       w.put_string(err).put<uint64_t>(bytes).put(mine);
       std::vector<Bytes> all = group.all_gather(w.bytes());

@@ -16,6 +16,7 @@
 #include "customar/env.h"
 #include "customar/group.h"
 #include "customar/topology.h"
+#include "group/agree.h"
 #include "jit/nvrtc.h"
 #include "topology/nvml.h"
 
@@ -143,10 +144,9 @@ Topology detect_group_topology_from(Group& group, int device, const std::string&
   // Every rank makes the same two exchanges whatever happens locally: a rank that failed, or that reads a topology
   // file while its peers detect, reports it inside the exchange instead of skipping it, so no message is ever read
   // as the answer to another. Errors and disagreements then throw on every rank alike.
-  std::string err;
   Topology file;
   GpuInfo mine;
-  try {
+  std::string err = local_error([&] {
     if (!topo_file.empty()) {
       file = load_topology_file(topo_file);
       if (file.world_size() < group.size())
@@ -156,9 +156,7 @@ Topology detect_group_topology_from(Group& group, int device, const std::string&
     } else {
       mine = gpu_info(device, host_identity());
     }
-  } catch (const std::exception& e) {
-    err = e.what();
-  }
+  });
   Writer w;
   w.put_string(err).put<uint8_t>(topo_file.empty() ? 0 : 1);
   if (topo_file.empty()) {
@@ -210,21 +208,16 @@ Topology detect_group_topology_from(Group& group, int device, const std::string&
         throw ConfigError("CUSTOMAR_TOPO_FILE differs between ranks: rank " + std::to_string(r) +
                           " reads another topology than rank 0; every rank must read the same one");
     }
-    Topology t = topology_from_json(file_json[0]);
-    if (!t.nvrtc.has_value()) t.nvrtc = nvrtc_available();
+    // Every rank's file is now known to equal this rank's own.
+    if (!file.nvrtc.has_value()) file.nvrtc = nvrtc_available();
     CUSTOMAR_INFO("TOPO", "topology of %d ranks loaded from %s", group.size(), topo_file.c_str());
-    return t;
+    return file;
   }
 
   Topology t = empty_links(std::move(gpus));
   t.nvrtc = nvrtc_all;
   const int me = group.rank();
-  err.clear();
-  try {
-    fill_row(t, me, device);
-  } catch (const std::exception& e) {
-    err = e.what();
-  }
+  err = local_error([&] { fill_row(t, me, device); });
   if (err.empty() && !nvml_ok())
     CUSTOMAR_WARN("TOPO", "NVML unavailable (%s): NVLink reported absent", nvml_error().c_str());
   // Exchange rows; rank i's row is authoritative for (i, *), then AND with the transpose.
