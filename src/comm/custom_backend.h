@@ -31,8 +31,8 @@ class CustomBackend {
   size_t push_capacity() const { return handle_.push_capacity; }
   /// 0, or 1 + the rank a kernel gave up waiting for. Reads host memory the kernels write; never synchronises.
   int error() const { return *static_cast<volatile int*>(error_host_); }
-  /// 0, or 1 + the rank that announced (by a timed-out wait) that it left. Reads device memory: synchronous, for
-  /// the destructor only.
+  /// 0, or the word a peer wrote when its wait timed out (kPoisonOffset, kernels/handle.h). Reads device memory:
+  /// synchronous, for the destructor only.
   int peer_gave_up() const;
 
  private:

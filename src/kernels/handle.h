@@ -25,13 +25,15 @@ constexpr int kPhases = 2;  // two-shot needs two barriers per call; one-shot us
 //   [flags][probe] ... 64 KiB | staging 0 (capacity) | staging 1 (capacity) | push buffers (3 x world x push_capacity)
 constexpr size_t kFlagBytes = sizeof(uint64_t) * kPhases * kMaxBlocks * kMaxRanks;
 constexpr size_t kProbeOffset = kFlagBytes;  // set-up probe: one u64 per source rank
-// Written by a peer whose wait timed out: 1 + its rank. That peer has left the communicator, so a rank that finds
-// this word set stops waiting for it (and its destructor skips the barrier the peer will never enter), instead of
-// timing out on its own later or hanging in a barrier.
+// Written by a peer whose wait timed out: (1 + that peer) | (1 + the rank it waited for) << 8. That peer has left the
+// communicator, so a rank that finds this word set stops waiting (and its destructor skips the barrier the peer will
+// never enter), instead of timing out on its own later or hanging in a barrier. The missing rank travels with it so
+// that every other survivor names the same missing rank as the first one did.
 constexpr size_t kPoisonOffset = kProbeOffset + kMaxRanks * sizeof(uint64_t);
 constexpr size_t kStagingOffset = 64 * 1024;
 static_assert(kPoisonOffset + sizeof(uint64_t) <= kStagingOffset, "flags overflow the header");
-// Error word values: 1 + the rank a wait timed out on, or kErrorPeerGaveUp | (1 + the rank that gave up first).
+// Error word values: 1 + the rank that did not arrive (found by this rank's wait or by a peer's), or, on the rank a
+// peer waited for in vain (it was late, not gone), kErrorPeerGaveUp | (1 + the rank that gave up on it).
 constexpr int kErrorPeerGaveUp = 1 << 16;
 
 // The Lamport sentinel, as a 32-bit word: two fp16/bf16 negative zeros (0x8000 each), and for fp32 a negative

@@ -154,16 +154,21 @@ __device__ __forceinline__ void mark_failed(const DeviceHandle& h, CallState& s,
 __device__ __forceinline__ void report_timeout(const DeviceHandle& h, CallState& s, int missing) {
   // Tell every peer that this rank is leaving: one that was only late would otherwise finish this call, wait in the
   // next for a rank that never comes, and meet it nowhere (not in NCCL, not in the destructor's barrier).
+  const uint32_t word = static_cast<uint32_t>(h.rank + 1) | (static_cast<uint32_t>(missing + 1) << 8);
   for (int r = 0; r < h.world; ++r)
-    if (r != h.rank) *reinterpret_cast<volatile uint32_t*>(h.regions[r] + kPoisonOffset) = h.rank + 1;
+    if (r != h.rank) *reinterpret_cast<volatile uint32_t*>(h.regions[r] + kPoisonOffset) = word;
   mark_failed(h, s, missing + 1);
 }
 
-// Called where a wait reads its timer: true (and the call aborted) when a peer has announced that it gave up.
+// Called where a wait reads its timer: true (and the call aborted) when a peer has announced that it gave up. A rank
+// that the peer waited for learns who left; any other rank reports the rank that did not arrive, as its own wait
+// would have a moment later.
 __device__ __forceinline__ bool peer_gave_up(const DeviceHandle& h, CallState& s) {
-  uint32_t who = *reinterpret_cast<volatile const uint32_t*>(h.regions[h.rank] + kPoisonOffset);
-  if (who == 0) return false;
-  mark_failed(h, s, kErrorPeerGaveUp | static_cast<int>(who));
+  uint32_t word = *reinterpret_cast<volatile const uint32_t*>(h.regions[h.rank] + kPoisonOffset);
+  if (word == 0) return false;
+  const int gave_up = static_cast<int>(word & 0xffu) - 1;
+  const int missing = static_cast<int>(word >> 8) - 1;
+  mark_failed(h, s, missing == h.rank ? (kErrorPeerGaveUp | (gave_up + 1)) : missing + 1);
   return true;
 }
 
