@@ -48,11 +48,12 @@ if python3 -c "import customar, torch" 2>/dev/null; then
 fi
 fi  # CUSTOMAR_ONLY_BENCH
 
-# Benchmark (every backend beside NCCL and NCCL's symmetric kernels) and the tuner, per world size. The tuner writes
+# Latency floors, benchmark (every backend beside NCCL and NCCL's symmetric kernels) and the tuner, per world size. The tuner writes
 # to $out, not to the machine's tuned config, so the benchmark above measured the built-in thresholds.
 if [ -x "$perf" ] && [ "${CUSTOMAR_SKIP_BENCH:-0}" != 1 ]; then
   for ws in 2 4 8; do
     [ "$gpus" -ge "$ws" ] || continue
+    [ -x "$floor" ] && "$floor" -g "$ws" | tee "$out/floor-w$ws.txt"
     "$perf" -g "$ws" -k all -e 256M -J "$out/perf-w$ws.jsonl" | tee "$out/perf-w$ws.txt"
     t0=$(date +%s)
     "$perf" -g "$ws" -k auto -c 0 --tune "$out/tuned-w$ws.json" | grep "^# tune"
