@@ -38,6 +38,7 @@ struct Env {
   std::string cache_dir;
   std::string jit_dump;
   bool check = false;
+  int push_threads = 0;  ///< threads per push block; 0 = built-in shape.
   /// Names of variables that are set to a non-default value, for the INFO log.
   std::vector<std::string> non_default;
 };

@@ -4,8 +4,9 @@
 // Not read by the library, so not in the table: switches of the scripts in scripts/, each documented at the top of
 // its script. Build: CUSTOMAR_BUILD_DIR, CUSTOMAR_JOBS (build.sh), CUSTOMAR_WHEEL_PYTHON (stage-gpu.sh). GPU runs:
 // CUSTOMAR_SKIP_BENCH, CUSTOMAR_ONLY_BENCH, CUSTOMAR_ANCHORS (gpu-check.sh); CUSTOMAR_STRESS_CALLS,
-// CUSTOMAR_STRESS_SECONDS, CUSTOMAR_LIFECYCLE_ITERS, CUSTOMAR_SKIP_SANITIZERS, CUSTOMAR_ONLY_SANITIZERS,
-// CUSTOMAR_SANITIZER_SECONDS (gpu-stress.sh). CMake options (CUSTOMAR_BUILD_TESTS, ...) are cache variables.
+// CUSTOMAR_STRESS_SECONDS, CUSTOMAR_STRESS_WORLDS, CUSTOMAR_LIFECYCLE_ITERS, CUSTOMAR_SKIP_SANITIZERS,
+// CUSTOMAR_ONLY_SANITIZERS, CUSTOMAR_SANITIZER_SECONDS (gpu-stress.sh); CUSTOMAR_SWEEP_THREADS, CUSTOMAR_SWEEP_MAX
+// (gpu-push-sweep.sh). CMake options (CUSTOMAR_BUILD_TESTS, ...) are cache variables.
 #include "customar/env.h"
 
 #include <cstdlib>
@@ -37,6 +38,9 @@ const std::vector<EnvVar>& env_vars() {
       {"CUSTOMAR_INIT_TIMEOUT_MS", "120000", "set-up exchanges between ranks give up after this many milliseconds"},
       {"CUSTOMAR_CACHE_DIR", "~/.cache/customar", "directory of the run-time compiled kernel cache (created 0700)"},
       {"CUSTOMAR_JIT_DUMP", "", "directory to write each run-time compiled kernel's source, PTX and compile log into"},
+      {"CUSTOMAR_PUSH_THREADS", "0",
+       "threads per block of the one-shot push, 32 to 512 in steps of 32 (0: the built-in shape); for measuring "
+       "block shapes, not for production"},
       {"CUSTOMAR_CHECK", "0",
        "1: debug mode; every call first checks across ranks that all ranks passed the same count and dtype"},
   };
@@ -107,6 +111,12 @@ Env parse_env(const std::function<const char*(const char*)>& getenv_fn) {
       e.cache_dir = raw;
     } else if (name == "CUSTOMAR_JIT_DUMP") {
       e.jit_dump = raw;
+    } else if (name == "CUSTOMAR_PUSH_THREADS") {
+      char* end = nullptr;
+      long v = std::strtol(raw, &end, 10);
+      if (end == raw || *end != '\0' || v < 0 || v > 512 || v % 32 != 0)
+        throw ConfigError(std::string("CUSTOMAR_PUSH_THREADS=") + raw + ": expected 0 or a multiple of 32 up to 512");
+      e.push_threads = static_cast<int>(v);
     } else if (name == "CUSTOMAR_CHECK") {
       e.check = parse_bool(var.name, raw);
     }

@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <utility>
+#include <vector>
 
 #include "customar/env.h"
 #include "customar/error.h"
@@ -29,21 +31,27 @@ TEST(Env, ParsesEveryKind) {
                  {"CUSTOMAR_DISABLE_V2", "1"},
                  {"CUSTOMAR_ALGO", "twoshot"},
                  {"CUSTOMAR_TIMEOUT_MS", "2500"},
-                 {"CUSTOMAR_TOPO_FILE", "/x.json"}});
+                 {"CUSTOMAR_TOPO_FILE", "/x.json"},
+                 {"CUSTOMAR_PUSH_THREADS", "128"}});
   EXPECT_EQ(e.debug, LogLevel::kTrace);
   EXPECT_TRUE(e.disable_v2);
   EXPECT_EQ(e.algo, "twoshot");
   EXPECT_EQ(e.timeout_ms, 2500);
   EXPECT_EQ(e.topo_file, "/x.json");
-  EXPECT_EQ(e.non_default.size(), 5u);
+  EXPECT_EQ(e.push_threads, 128);
+  EXPECT_EQ(e.non_default.size(), 6u);
 }
 
 TEST(Env, RejectsBadValuesNamingTheVariable) {
-  for (auto [k, v] : std::map<std::string, std::string>{{"CUSTOMAR_DEBUG", "LOUD"},
-                                                        {"CUSTOMAR_DISABLE", "maybe"},
-                                                        {"CUSTOMAR_ALGO", "threeshot"},
-                                                        {"CUSTOMAR_TIMEOUT_MS", "-5"},
-                                                        {"CUSTOMAR_TIMEOUT_MS", "10s"}}) {
+  // A vector, not a map: one variable appears with several bad values.
+  for (auto [k, v] : std::vector<std::pair<std::string, std::string>>{{"CUSTOMAR_DEBUG", "LOUD"},
+                                                                      {"CUSTOMAR_DISABLE", "maybe"},
+                                                                      {"CUSTOMAR_ALGO", "threeshot"},
+                                                                      {"CUSTOMAR_TIMEOUT_MS", "-5"},
+                                                                      {"CUSTOMAR_TIMEOUT_MS", "10s"},
+                                                                      {"CUSTOMAR_PUSH_THREADS", "100"},
+                                                                      {"CUSTOMAR_PUSH_THREADS", "1024"},
+                                                                      {"CUSTOMAR_PUSH_THREADS", "-32"}}) {
     try {
       parse({{k, v}});
       ADD_FAILURE() << k << "=" << v << " accepted";

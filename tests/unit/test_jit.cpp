@@ -153,3 +153,34 @@ TEST(Jit, CacheKeySeparatesParts) {
   EXPECT_EQ(make_cache_key({"x", "y"}), make_cache_key({"x", "y"}));
   EXPECT_EQ(make_cache_key({"x"}).hex().size(), 32u);
 }
+
+TEST(V2Launch, PushShapeCoversEveryVectorOncePerThreadUpToTheCap) {
+  // A message that fits one block gets one block of whole warps.
+  EXPECT_EQ(push_shape(1, 128, 0).blocks, 1u);
+  EXPECT_EQ(push_shape(1, 128, 0).threads, 32u);
+  EXPECT_EQ(push_shape(64, 128, 0).threads, 64u);
+  EXPECT_EQ(push_shape(100, 128, 0).threads, 128u);
+  EXPECT_EQ(push_shape(256, 128, 0).blocks, 1u);
+  // Then blocks of 128 threads.
+  EXPECT_EQ(push_shape(257, 128, 0).blocks, 3u);
+  EXPECT_EQ(push_shape(257, 128, 0).threads, 128u);
+  EXPECT_EQ(push_shape(4096, 128, 128).blocks, 32u);
+  EXPECT_EQ(push_shape(size_t(1) << 20, 128, 128).blocks, 512u);
+  EXPECT_EQ(push_shape(513, 128, 512).blocks, 2u);
+  EXPECT_EQ(push_shape(513, 128, 512).threads, 512u);
+  for (int threads : {0, 32, 128, 256, 512}) {
+    for (size_t nvec : {size_t(1), size_t(31), size_t(1000), size_t(65536), size_t(1) << 22}) {
+      PushShape s = push_shape(nvec, 128, threads);
+      EXPECT_GE(s.threads, 32u);
+      EXPECT_LE(s.threads, 512u);
+      EXPECT_EQ(s.threads % 32, 0u);
+      EXPECT_GE(s.blocks, 1u);
+      // Every vector has a thread unless the grid is at its cap (the kernel loops).
+      EXPECT_LE(s.blocks, 512u);
+      EXPECT_LE(size_t(s.blocks) * s.threads, size_t(128) * 512);
+      if (s.blocks < 512u && size_t(s.blocks) * s.threads < size_t(128) * 512) {
+        EXPECT_GE(size_t(s.blocks) * s.threads, nvec) << threads << " " << nvec;
+      }
+    }
+  }
+}

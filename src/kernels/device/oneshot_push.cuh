@@ -101,10 +101,14 @@ __device__ __forceinline__ void oneshot_push_body(const DeviceHandle& h, const T
   for (int r = 0; r < W; ++r) slot[r] = push_slot(h, h.rank, s.push_epoch, r);
   bool timed_out = false;
   for (size_t i = first; i < nvec && !timed_out; i += stride) {
+    // Every rank's slot is loaded before any is tested: the W polls then cost one load latency, not W in a row.
+    uint4 got[W];
+#pragma unroll
+    for (int r = 0; r < W; ++r) got[r] = ld_volatile_v4(slot[r] + i);
     float acc[Elem<T>::kPerVec] = {};
 #pragma unroll
     for (int r = 0; r < W; ++r) {
-      uint4 v = ld_volatile_v4(slot[r] + i);
+      uint4 v = got[r];
       uint64_t start = 0;
       for (uint32_t spins = 0; !vec_ready<T>(v) && !timed_out; ++spins) {
         v = ld_volatile_v4(slot[r] + i);

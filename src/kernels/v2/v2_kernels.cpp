@@ -1,7 +1,10 @@
 #include "kernels/v2/v2_kernels.h"
 
+#include <algorithm>
+
 #include "common/check.h"
 #include "common/log.h"
+#include "customar/env.h"
 #include "jit/compiler.h"
 #include "kernels/v1/launch.h"
 
@@ -28,6 +31,24 @@ int algo_index(Algo a) {
   }
 }
 }  // namespace
+
+// The push has no per-block flags, so its grid may exceed kMaxBlocks: with 128-thread blocks, four fit on an SM.
+constexpr size_t kMaxPushBlocks = 512;
+
+PushShape push_shape(size_t nvec, int max_blocks, int threads) {
+  // Built-in shape, from the block-shape sweep on 2x H200 (bench/NOTES.md): one block while the message fits 256
+  // threads (a second block costs more than the extra warps), then blocks of 128 threads, which from 8 KiB on beat
+  // 512-thread blocks by 0.3-0.6 us: fewer warps per SM to poll and more SMs issuing the remote stores.
+  const size_t single = threads > 0 ? static_cast<size_t>(threads) : 256;
+  const size_t per_block = threads > 0 ? static_cast<size_t>(threads) : 128;
+  if (nvec <= single) {
+    // One block with one thread per vector (whole warps).
+    return {1u, static_cast<unsigned>(nvec < 32 ? 32 : (nvec + 31) / 32 * 32)};
+  }
+  const size_t cap = std::clamp<size_t>(static_cast<size_t>(max_blocks) * kThreads / per_block, 1, kMaxPushBlocks);
+  const size_t blocks = std::min((nvec + per_block - 1) / per_block, cap);
+  return {static_cast<unsigned>(blocks), static_cast<unsigned>(per_block)};
+}
 
 std::string v2_module_name(int world) { return "customar_v2_w" + std::to_string(world); }
 
@@ -85,9 +106,10 @@ void V2Kernels::launch(Algo algo, const DeviceHandle& h, const void* in, void* o
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(static_cast<unsigned>(v1_grid(algo, bytes, h.world, h.max_blocks)));
   cfg.blockDim = dim3(kThreads);
-  if (algo == Algo::kOneshotPush && nvec < static_cast<size_t>(kThreads)) {
-    // One block with one thread per vector (whole warps): fewer warps to schedule and to meet at barriers.
-    cfg.blockDim = dim3(static_cast<unsigned>(nvec < 32 ? 32 : (nvec + 31) / 32 * 32));
+  if (algo == Algo::kOneshotPush) {
+    const PushShape shape = push_shape(nvec, h.max_blocks, env().push_threads);
+    cfg.gridDim = dim3(shape.blocks);
+    cfg.blockDim = dim3(shape.threads);
   }
   cfg.stream = stream;
   // Programmatic dependent launch: this kernel may be scheduled while the previous one drains; it waits for it at

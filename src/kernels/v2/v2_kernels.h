@@ -18,6 +18,15 @@ std::string v2_source(int world);
 /// Module name used in the cache key and dumps, e.g. "customar_v2_w4".
 std::string v2_module_name(int world);
 
+/// Grid and block of a one-shot push of `nvec` 16-byte vectors: one vector per thread, a single block of whole warps
+/// while the message fits one block, else blocks of `threads` (0: the built-in shape), at most max_blocks x 512
+/// threads and 512 blocks in all (more vectors loop). The push has no cross-block barrier, so ranks need
+/// not agree on this shape.
+struct PushShape {
+  unsigned blocks, threads;
+};
+PushShape push_shape(size_t nvec, int max_blocks, int threads);
+
 /// Loaded V2 kernels for one (world size, architecture).
 class V2Kernels {
  public:
