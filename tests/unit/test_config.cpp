@@ -20,11 +20,11 @@ TEST(Config, BuiltinHopperMatchesTheSeedTable) {
   Config c = builtin_config();
   const Thresholds* t2 = c.find(ArchFamily::kHopper, 2);
   ASSERT_NE(t2, nullptr);
-  EXPECT_EQ(t2->oneshot_push_max, 2u << 20);
+  EXPECT_EQ(t2->oneshot_push_max, 1u << 20);
   EXPECT_EQ(t2->oneshot_pull_max, kUnlimited);
   const Thresholds* t4 = c.find(ArchFamily::kHopper, 4);
-  EXPECT_EQ(t4->oneshot_push_max, 384u << 10);
-  EXPECT_EQ(t4->oneshot_pull_max, 256u << 10);
+  EXPECT_EQ(t4->oneshot_push_max, 256u << 10);
+  EXPECT_EQ(t4->oneshot_pull_max, 1u << 20);
   EXPECT_EQ(c.find(ArchFamily::kHopper, 8)->oneshot_push_max, 160u << 10);
   EXPECT_EQ(c.find(ArchFamily::kBlackwell, 7)->oneshot_pull_max, 896u << 10);
   for (int ws = 2; ws <= 8; ++ws) EXPECT_GE(c.find(ArchFamily::kHopper, ws)->custom_max, 16u << 20);
@@ -45,7 +45,7 @@ TEST(Config, FileMergesOverBuiltin) {
                                "f.json");
   const Thresholds* t = c.find(ArchFamily::kHopper, 4);
   EXPECT_EQ(t->oneshot_push_max, 1024u);
-  EXPECT_EQ(t->oneshot_pull_max, 256u << 10);  // kept
+  EXPECT_EQ(t->oneshot_pull_max, builtin_config().find(ArchFamily::kHopper, 4)->oneshot_pull_max);  // kept
   EXPECT_EQ(t->custom_max, kUnlimited);
   EXPECT_EQ(*c.find(ArchFamily::kHopper, 2), *builtin_config().find(ArchFamily::kHopper, 2));
   EXPECT_NE(c.source.find("f.json"), std::string::npos);
