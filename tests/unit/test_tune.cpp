@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "config/tune.h"
 
 using namespace customar;
@@ -60,4 +62,15 @@ TEST(Tune, V1RunSetsTheV1Boundary) {
   Thresholds got = tune_thresholds(t, Thresholds{});
   EXPECT_EQ(got.v1_oneshot_max, size_t(1) << 16);
   EXPECT_EQ(got.custom_max, kUnlimited);
+}
+
+TEST(Tune, LossFollowsTheDispatchOrderNcclCrossoverFirst) {
+  // The built-in 2-GPU row says pull up to "unlimited" but NCCL above 32 MiB: at 64 MiB the dispatcher runs NCCL, so
+  // the loss must be finite (it was infinite when pull, unmeasurable there, was looked up first).
+  Thresholds builtin = builtin_config().table.at({ArchFamily::kHopper, 2});
+  ASSERT_EQ(builtin.oneshot_pull_max, kUnlimited);
+  ASSERT_LT(builtin.custom_max, size_t(64) << 20);
+  const double loss = threshold_loss(h200_like(), builtin);
+  EXPECT_TRUE(std::isfinite(loss)) << loss;
+  EXPECT_GE(loss, 0.0);
 }
