@@ -46,6 +46,9 @@ constexpr size_t region_bytes(size_t capacity, size_t push_capacity, int world) 
   return kStagingOffset + 2 * capacity + 3 * static_cast<size_t>(world) * push_capacity;
 }
 
+// The pull kernels take it as `const __grid_constant__ DeviceHandle`, the others by plain value: the device code
+// indexes regions[] with run-time ranks, and without the qualifier the compiler copies the parameter (120 bytes) to
+// local memory at kernel start. Which is faster was measured, not assumed (bench/NOTES.md, change 5).
 struct DeviceHandle {
   uint8_t* regions[kMaxRanks];  ///< every rank's region, mapped here; regions[rank] is local
   int rank;

@@ -9,7 +9,8 @@ namespace customar::detail {
 namespace {
 template <typename T, int W>
 __global__ void __launch_bounds__(kThreads)
-    oneshot_pull_kernel(DeviceHandle h, const T* in, T* out, size_t nvec, bool in_aligned, bool out_aligned) {
+    oneshot_pull_kernel(const __grid_constant__ DeviceHandle h, const T* in, T* out, size_t nvec, bool in_aligned,
+                        bool out_aligned) {
   oneshot_pull_body<T, W, false>(h, in, out, nvec, in_aligned, out_aligned);
 }
 struct Pick {

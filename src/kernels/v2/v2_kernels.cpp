@@ -17,6 +17,12 @@ const char* const kAlgoNames[3] = {"oneshot_push", "oneshot_pull", "twoshot"};
 const char* const kTypeNames[3] = {"f16", "bf16", "f32"};
 const char* const kTypeDecls[3] = {"f16", "bf16", "float"};
 const char* const kBodies[3] = {"oneshot_push_body", "oneshot_pull_body", "twoshot_body"};
+// How each kernel takes its handle. __grid_constant__ keeps the parameter where it is instead of copying it to local
+// memory (the body indexes regions[] at run time); a same-lease A/B on 2x H200 (bench/NOTES.md) found it faster for
+// the pull at every size (8-16 MiB by 1.5 us) but 0.1-0.2 us slower for the push and for two-shot below 1 MiB.
+const char* const kHandleDecl[3] = {"customar::detail::DeviceHandle",
+                                    "const __grid_constant__ customar::detail::DeviceHandle",
+                                    "customar::detail::DeviceHandle"};
 
 int algo_index(Algo a) {
   switch (a) {
@@ -58,9 +64,9 @@ std::string v2_source(int world) {
   for (int a = 0; a < 3; ++a) {
     for (int t = 0; t < 3; ++t) {
       s += std::string("extern \"C\" __global__ void __launch_bounds__(512) customar_v2_") + kAlgoNames[a] + "_" +
-           kTypeNames[t] +
-           "(customar::detail::DeviceHandle h, const void* in, void* out, size_t nvec, int in_aligned, "
-           "int out_aligned) {\n  using namespace customar::detail;\n  " +
+           kTypeNames[t] + "(" + kHandleDecl[a] +
+           " h, const void* in, void* out, size_t nvec, int in_aligned, int out_aligned) {\n  using namespace "
+           "customar::detail;\n  " +
            kBodies[a] + "<" + kTypeDecls[t] + ", kWorld, true>(h, static_cast<const " + kTypeDecls[t] +
            "*>(in), static_cast<" + kTypeDecls[t] + "*>(out), nvec, in_aligned != 0, out_aligned != 0);\n}\n";
     }
