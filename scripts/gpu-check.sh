@@ -4,7 +4,8 @@
 # graph capture, the Python binding, then customar-perf and the tuner. Usage: scripts/gpu-check.sh [BIN_DIR]  (default: .gpu-bin if staged, else build)
 # Prints one line per run and ends with "N passed, M failed" (runs). Script switches (not read by the library):
 # CUSTOMAR_SKIP_BENCH=1 skips the benchmark, tuner and peers' anchors; CUSTOMAR_ONLY_BENCH=1 runs only those (each
-# half fits one 10-minute device call at 2 GPUs).
+# half fits one 10-minute device call at 2 GPUs); CUSTOMAR_BENCH_WORLDS (default "2 4 8") picks the world sizes the
+# benchmark half measures (a 4-GPU lease that already has 2-GPU numbers: CUSTOMAR_BENCH_WORLDS=4).
 set -u
 cd "$(dirname "$0")/.."
 source scripts/gpu-lib.sh "${1:-}"
@@ -51,7 +52,7 @@ fi  # CUSTOMAR_ONLY_BENCH
 # Latency floors, benchmark (every backend beside NCCL and NCCL's symmetric kernels) and the tuner, per world size. The tuner writes
 # to $out, not to the machine's tuned config, so the benchmark above measured the built-in thresholds.
 if [ -x "$perf" ] && [ "${CUSTOMAR_SKIP_BENCH:-0}" != 1 ]; then
-  for ws in 2 4 8; do
+  for ws in ${CUSTOMAR_BENCH_WORLDS:-2 4 8}; do
     [ "$gpus" -ge "$ws" ] || continue
     [ -x "$floor" ] && "$floor" -g "$ws" | tee "$out/floor-w$ws.txt"
     "$perf" -g "$ws" -k all -e 256M -J "$out/perf-w$ws.jsonl" | tee "$out/perf-w$ws.txt"
@@ -66,7 +67,7 @@ fi
 anchors="${CUSTOMAR_ANCHORS:-}"
 for a in .anchors/anchors.py ../shared/anchors/anchors.py; do [ -z "$anchors" ] && [ -f "$a" ] && anchors="$a"; done
 if [ -n "$anchors" ] && [ "${CUSTOMAR_SKIP_BENCH:-0}" != 1 ] && python3 -c "import torch" 2>/dev/null; then
-  for ws in 2 4 8; do
+  for ws in ${CUSTOMAR_BENCH_WORLDS:-2 4 8}; do
     [ "$gpus" -ge "$ws" ] || continue
     run "anchors-w$ws" -- timeout 400 python3 "$anchors" "$ws" "$out/anchors-w$ws.json"
   done

@@ -12,7 +12,7 @@ namespace {
 // The algorithm plan_call() would run, in its order: the crossover to NCCL first (a table may say "pull up to
 // unlimited" and still hand large messages to NCCL).
 double pick(const SizeTiming& s, const Thresholds& t) {
-  double us = s.bytes > t.custom_max         ? s.nccl_us
+  double us = s.bytes > t.custom_max          ? s.nccl_us
               : s.bytes <= t.oneshot_push_max ? s.push_us
               : s.bytes <= t.oneshot_pull_max ? s.pull_us
                                               : s.twoshot_us;

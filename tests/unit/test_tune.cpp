@@ -19,8 +19,10 @@ std::vector<SizeTiming> h200_like() {
     s.pull_us = 3.9 + 3.6 * x;
     s.twoshot_us = 7.5 + 3.7 * x;
     s.nccl_us = 5.8 + 3.66 * x;
-    if (b <= (size_t(2) << 20)) s.push_us = std::min(s.push_us, s.pull_us - 0.5);
-    else if (s.push_us > 0) s.push_us = s.pull_us + 0.5;
+    if (b <= (size_t(2) << 20))
+      s.push_us = std::min(s.push_us, s.pull_us - 0.5);
+    else if (s.push_us > 0)
+      s.push_us = s.pull_us + 0.5;
     if (b == (size_t(64) << 20)) s.pull_us = -1, s.twoshot_us = -1;  // above the staging capacity
     t.push_back(s);
   }
