@@ -8,7 +8,8 @@
 
 namespace customar::detail {
 
-/// Grid size for a message: a function of values every rank agrees on (bytes, world, max_blocks) only.
+/// Grid size of a one-shot pull or two-shot message: a function of values every rank agrees on (bytes, world,
+/// max_blocks) only. The push's shape is push_shape() (kernels/v2/v2_kernels.h).
 int v1_grid(Algo algo, size_t bytes, int world, int max_blocks);
 
 /// One-shot pull: copy `in` into the local staging buffer, barrier per block, every rank reads every rank's

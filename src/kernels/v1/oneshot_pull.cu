@@ -24,8 +24,8 @@ struct Pick {
 int v1_grid(Algo algo, size_t bytes, int world, int max_blocks) {
   size_t nvec = bytes / 16;
   size_t work = algo == Algo::kTwoshot ? (nvec + world - 1) / world : nvec;
-  // Enough blocks that each thread has one unrolled batch of vectors (push: one vector), up to the agreed maximum.
-  size_t per_block = algo == Algo::kOneshotPush ? size_t(kThreads) : size_t(kThreads) * (world <= 4 ? 4 : 2);
+  // Enough blocks that each thread has one unrolled batch of vectors, up to the agreed maximum.
+  size_t per_block = size_t(kThreads) * (world <= 4 ? 4 : 2);
   size_t blocks = (work + per_block - 1) / per_block;
   if (blocks < 1) blocks = 1;
   if (blocks > static_cast<size_t>(max_blocks)) blocks = max_blocks;

@@ -110,12 +110,13 @@ void V2Kernels::launch(Algo algo, const DeviceHandle& h, const void* in, void* o
   int out_aligned = reinterpret_cast<uintptr_t>(out) % 16 == 0;
   void* args[] = {&handle, const_cast<void**>(&in), &out, &nvec, &in_aligned, &out_aligned};
   cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(static_cast<unsigned>(v1_grid(algo, bytes, h.world, h.max_blocks)));
-  cfg.blockDim = dim3(kThreads);
   if (algo == Algo::kOneshotPush) {
     const PushShape shape = push_shape(nvec, h.max_blocks, env().push_threads);
     cfg.gridDim = dim3(shape.blocks);
     cfg.blockDim = dim3(shape.threads);
+  } else {
+    cfg.gridDim = dim3(static_cast<unsigned>(v1_grid(algo, bytes, h.world, h.max_blocks)));
+    cfg.blockDim = dim3(kThreads);
   }
   cfg.stream = stream;
   // Programmatic dependent launch: this kernel may be scheduled while the previous one drains; it waits for it at
