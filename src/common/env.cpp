@@ -10,6 +10,7 @@
 // variables.
 #include "customar/env.h"
 
+#include <cerrno>
 #include <cstdlib>
 #include <mutex>
 
@@ -57,11 +58,17 @@ bool parse_bool(const char* name, const char* value) {
   throw ConfigError(std::string(name) + "=" + v + ": expected 0 or 1");
 }
 
-int64_t parse_ms(const char* name, const char* value) {
+// A base-10 whole number with nothing after it, or false (also on overflow).
+bool parse_whole(const char* value, long long* out) {
   char* end = nullptr;
   errno = 0;
-  long long v = std::strtoll(value, &end, 10);
-  if (errno != 0 || end == value || *end != '\0' || v <= 0 || v > 24LL * 3600 * 1000)
+  *out = std::strtoll(value, &end, 10);
+  return errno == 0 && end != value && *end == '\0';
+}
+
+int64_t parse_ms(const char* name, const char* value) {
+  long long v = 0;
+  if (!parse_whole(value, &v) || v <= 0 || v > 24LL * 3600 * 1000)
     throw ConfigError(std::string(name) + "=" + value + ": expected a whole number of milliseconds from 1 to 86400000");
   return v;
 }
@@ -113,9 +120,8 @@ Env parse_env(const std::function<const char*(const char*)>& getenv_fn) {
     } else if (name == "CUSTOMAR_JIT_DUMP") {
       e.jit_dump = raw;
     } else if (name == "CUSTOMAR_PUSH_THREADS") {
-      char* end = nullptr;
-      long v = std::strtol(raw, &end, 10);
-      if (end == raw || *end != '\0' || v < 0 || v > 512 || v % 32 != 0)
+      long long v = 0;
+      if (!parse_whole(raw, &v) || v < 0 || v > 512 || v % 32 != 0)
         throw ConfigError(std::string("CUSTOMAR_PUSH_THREADS=") + raw + ": expected 0 or a multiple of 32 up to 512");
       e.push_threads = static_cast<int>(v);
     } else if (name == "CUSTOMAR_CHECK") {
