@@ -22,12 +22,14 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "check_kernels.h"
 #include "customar/group.h"
 #include "customar/launcher.h"
+#include "graph_timing.h"
 #include "kernels/device/common.cuh"  // the flag, timer and PDL primitives customar's kernels use
 
 using namespace customar;
@@ -106,40 +108,6 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-// Median per-kernel time of a graph of `iters` launches made by `launch`, worst rank.
-template <typename F>
-double time_graph(Group& g, const Options& o, cudaStream_t s, F&& launch) {
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  TEST_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-  for (int i = 0; i < o.iters; ++i) launch();
-  TEST_CUDA(cudaStreamEndCapture(s, &graph));
-  TEST_CUDA(cudaGraphInstantiate(&exec, graph, 0));
-  for (int w = 0; w < 3; ++w) TEST_CUDA(cudaGraphLaunch(exec, s));
-  TEST_CUDA(cudaStreamSynchronize(s));
-  std::vector<cudaEvent_t> ev(o.replays + 1);
-  for (auto& e : ev) TEST_CUDA(cudaEventCreate(&e));
-  g.barrier();
-  TEST_CUDA(cudaEventRecord(ev[0], s));
-  for (int r = 0; r < o.replays; ++r) {
-    TEST_CUDA(cudaGraphLaunch(exec, s));
-    TEST_CUDA(cudaEventRecord(ev[r + 1], s));
-  }
-  TEST_CUDA(cudaEventSynchronize(ev[o.replays]));
-  std::vector<double> t;
-  for (int r = 0; r < o.replays; ++r) {
-    float ms = 0;
-    TEST_CUDA(cudaEventElapsedTime(&ms, ev[r], ev[r + 1]));
-    t.push_back(ms * 1000.0 / o.iters);
-  }
-  for (auto& e : ev) TEST_CUDA(cudaEventDestroy(e));
-  TEST_CUDA(cudaGraphExecDestroy(exec));
-  TEST_CUDA(cudaGraphDestroy(graph));
-  double worst = 0;
-  for (double v : all_gather_value(g, median(t))) worst = std::max(worst, v);
-  return worst;
-}
-
 template <typename... Args>
 void launch_pdl(cudaStream_t s, unsigned blocks, void (*kernel)(Args...), Args... args) {
   cudaLaunchConfig_t cfg{};
@@ -160,14 +128,16 @@ int run_rank(Group& g, const Options& o) {
   cudaStream_t s;
   TEST_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
 
-  const double empty = time_graph(g, o, s, [&] { empty_kernel<<<1, 32, 0, s>>>(); });
-  const double empty_pdl = time_graph(g, o, s, [&] { launch_pdl(s, 1, empty_kernel_pdl); });
+  // Three warm-up replays: module load and first-launch costs stay out of the floors.
+  auto graph_us = [&](const std::function<void()>& launch) { return time_graph(g, launch, o.iters, 3, o.replays, s); };
+  const double empty = graph_us([&] { empty_kernel<<<1, 32, 0, s>>>(); });
+  const double empty_pdl = graph_us([&] { launch_pdl(s, 1, empty_kernel_pdl); });
   unsigned long long* done = nullptr;
   TEST_CUDA(cudaMalloc(&done, sizeof(*done)));
   TEST_CUDA(cudaMemset(done, 0, sizeof(*done)));
-  const double two_pdl = time_graph(g, o, s, [&] { launch_pdl(s, 2, empty_kernel_pdl); });
-  const double atomic_pdl = time_graph(g, o, s, [&] { launch_pdl(s, 2, atomic_kernel_pdl, done); });
-  const double state_pdl = time_graph(g, o, s, [&] { launch_pdl(s, 1, state_kernel_pdl, done); });
+  const double two_pdl = graph_us([&] { launch_pdl(s, 2, empty_kernel_pdl); });
+  const double atomic_pdl = graph_us([&] { launch_pdl(s, 2, atomic_kernel_pdl, done); });
+  const double state_pdl = graph_us([&] { launch_pdl(s, 1, state_kernel_pdl, done); });
 
   // One flag word per peer in every rank's buffer: flags[src] is written by rank src.
   uint64_t* flags = nullptr;

@@ -36,6 +36,7 @@
 #include "customar/communicator.h"
 #include "customar/config.h"
 #include "customar/launcher.h"
+#include "graph_timing.h"
 
 using namespace customar;
 using namespace customar::test;
@@ -63,31 +64,6 @@ struct Options {
 
 using Issue = std::function<void(const void* in, void* out, cudaStream_t)>;
 
-// Median per-call time over `replays` rounds (each `iters` calls), worst rank. One host barrier, then every round
-// queued back to back: the kernels keep the ranks in step, and a rank's late start lands only in the first round.
-double time_rounds(Group& g, const std::function<void()>& round, int iters, int replays, cudaStream_t s) {
-  std::vector<cudaEvent_t> ev(replays + 1);
-  for (auto& e : ev) TEST_CUDA(cudaEventCreate(&e));
-  g.barrier();
-  TEST_CUDA(cudaEventRecord(ev[0], s));
-  for (int r = 0; r < replays; ++r) {
-    round();
-    TEST_CUDA(cudaEventRecord(ev[r + 1], s));
-  }
-  TEST_CUDA(cudaEventSynchronize(ev[replays]));
-  std::vector<double> t;
-  for (int r = 0; r < replays; ++r) {
-    float ms = 0;
-    TEST_CUDA(cudaEventElapsedTime(&ms, ev[r], ev[r + 1]));
-    t.push_back(ms * 1000.0 / iters);
-  }
-  for (auto& e : ev) TEST_CUDA(cudaEventDestroy(e));
-  std::sort(t.begin(), t.end());
-  double worst = 0;
-  for (double v : all_gather_value(g, t[t.size() / 2])) worst = std::max(worst, v);
-  return worst;
-}
-
 double time_call(Group& g, const Options& o, const Issue& issue, const void* in, void* out, cudaStream_t s) {
   if (!o.graph) {
     for (int w = 0; w < o.warmup * o.iters; ++w) issue(in, out, s);
@@ -99,19 +75,8 @@ double time_call(Group& g, const Options& o, const Issue& issue, const void* in,
         },
         o.iters, o.replays, s);
   }
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  TEST_CUDA(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-  for (int i = 0; i < o.iters; ++i) issue(in, out, s);
-  TEST_CUDA(cudaStreamEndCapture(s, &graph));
-  TEST_CUDA(cudaGraphInstantiate(&exec, graph, 0));
-  for (int w = 0; w < o.warmup; ++w) TEST_CUDA(cudaGraphLaunch(exec, s));
-  TEST_CUDA(cudaStreamSynchronize(s));
-  double us = time_rounds(
-      g, [&] { TEST_CUDA(cudaGraphLaunch(exec, s)); }, o.iters, o.replays, s);
-  TEST_CUDA(cudaGraphExecDestroy(exec));
-  TEST_CUDA(cudaGraphDestroy(graph));
-  return us;
+  return time_graph(
+      g, [&] { issue(in, out, s); }, o.iters, o.warmup, o.replays, s);
 }
 
 // A backend under test: its communicator (nullptr: NCCL), what it runs for a size, and its buffers (NCCL's
