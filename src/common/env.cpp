@@ -40,6 +40,11 @@ const std::vector<EnvVar>& env_vars() {
       {"CUSTOMAR_INIT_TIMEOUT_MS", "120000", "set-up exchanges between ranks give up after this many milliseconds"},
       {"CUSTOMAR_CACHE_DIR", "~/.cache/customar", "directory of the run-time compiled kernel cache (created 0700)"},
       {"CUSTOMAR_JIT_DUMP", "", "directory to write each run-time compiled kernel's source, PTX and compile log into"},
+      {"CUSTOMAR_V2_SOURCE", "",
+       "a file whose text replaces the built-in V2 device source (src/kernels/handle.h and device/*.cuh concatenated; "
+       "a "
+       "module CUSTOMAR_JIT_DUMP wrote may be given whole; keep DeviceHandle's layout): A/B kernel variants on one "
+       "build; for kernel development, not production (logged as a warning)"},
       {"CUSTOMAR_PUSH_THREADS", "0",
        "threads per block of the one-shot push, 32 to 512 in steps of 32 (0: the built-in shape); for measuring "
        "block shapes, not for production"},
@@ -119,6 +124,8 @@ Env parse_env(const std::function<const char*(const char*)>& getenv_fn) {
       e.cache_dir = raw;
     } else if (name == "CUSTOMAR_JIT_DUMP") {
       e.jit_dump = raw;
+    } else if (name == "CUSTOMAR_V2_SOURCE") {
+      e.v2_source = raw;
     } else if (name == "CUSTOMAR_PUSH_THREADS") {
       long long v = 0;
       if (!parse_whole(raw, &v) || v < 0 || v > 512 || v % 32 != 0)

@@ -32,14 +32,16 @@ TEST(Env, ParsesEveryKind) {
                  {"CUSTOMAR_ALGO", "twoshot"},
                  {"CUSTOMAR_TIMEOUT_MS", "2500"},
                  {"CUSTOMAR_TOPO_FILE", "/x.json"},
-                 {"CUSTOMAR_PUSH_THREADS", "128"}});
+                 {"CUSTOMAR_PUSH_THREADS", "128"},
+                 {"CUSTOMAR_V2_SOURCE", "/k.cu"}});
   EXPECT_EQ(e.debug, LogLevel::kTrace);
   EXPECT_TRUE(e.disable_v2);
   EXPECT_EQ(e.algo, "twoshot");
   EXPECT_EQ(e.timeout_ms, 2500);
   EXPECT_EQ(e.topo_file, "/x.json");
   EXPECT_EQ(e.push_threads, 128);
-  EXPECT_EQ(e.non_default.size(), 6u);
+  EXPECT_EQ(e.v2_source, "/k.cu");
+  EXPECT_EQ(e.non_default.size(), 7u);
 }
 
 TEST(Env, RejectsBadValuesNamingTheVariable) {

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "customar/error.h"
 #include "customar/launcher.h"
 #include "jit/cache.h"
 #include "jit/compiler.h"
@@ -146,6 +147,37 @@ TEST(Jit, CompileErrorIsAClearError) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("nvrtcCompileProgram failed for broken"), std::string::npos) << e.what();
   }
+}
+
+// CUSTOMAR_V2_SOURCE: the file's text replaces the built-in device part (entry points still appended, so a copy of
+// the built-in text compiles to the same kernels; a dumped module's own entry points are dropped), and a missing or
+// empty file is a ConfigError naming the variable.
+TEST(Jit, V2DeviceSourceFromAFile) {
+  const std::string builtin = v2_device_source("");
+  ASSERT_NE(builtin.find("oneshot_push_body"), std::string::npos);
+  const std::string dir = fresh_dir("v2src");
+  fs::create_directories(dir);
+  const std::string file = dir + "/variant.cu";
+  std::ofstream(file) << builtin << "\n// variant\n";
+  const std::string text = v2_device_source(file);
+  EXPECT_EQ(text, builtin + "\n// variant\n");
+  const std::string src = v2_source(2, text);
+  EXPECT_EQ(src.rfind(text, 0), 0u) << "the device part comes first";
+  EXPECT_NE(src.find("customar_v2_oneshot_push_bf16"), std::string::npos);
+  EXPECT_TRUE(looks_like_elf(jit_compile(v2_module_name(2), src, 90, dir).cubin));
+  // A whole generated module (what CUSTOMAR_JIT_DUMP writes) gives back its device part, not doubled entry points.
+  std::ofstream(dir + "/dumped.cu") << src;
+  EXPECT_EQ(v2_device_source(dir + "/dumped.cu"), text);
+  for (const std::string& bad : {dir + "/missing.cu", dir + "/empty.cu"}) {
+    if (bad.find("empty") != std::string::npos) std::ofstream{bad};
+    try {
+      v2_device_source(bad);
+      FAIL() << "no throw for " << bad;
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("CUSTOMAR_V2_SOURCE=" + bad), std::string::npos) << e.what();
+    }
+  }
+  fs::remove_all(dir);
 }
 
 TEST(Jit, CacheKeySeparatesParts) {

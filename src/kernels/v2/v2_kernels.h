@@ -11,8 +11,15 @@
 
 namespace customar::detail {
 
-/// The NVRTC source of the V2 module for a world size: the device headers followed by extern "C" kernels
+/// The device part of the V2 source: the built-in text (src/kernels/handle.h and device/*.cuh) when `file` is empty,
+/// else that file's text (CUSTOMAR_V2_SOURCE). Throws ConfigError for a file that cannot be read or is empty.
+std::string v2_device_source(const std::string& file);
+
+/// The NVRTC source of the V2 module for a world size: `device_source` followed by extern "C" kernels
 /// customar_v2_<algo>_<dtype> for oneshot_push, oneshot_pull and twoshot x f16, bf16, f32.
+std::string v2_source(int world, const std::string& device_source);
+
+/// v2_source() of this process's device source (built-in, or CUSTOMAR_V2_SOURCE).
 std::string v2_source(int world);
 
 /// Module name used in the cache key and dumps, e.g. "customar_v2_w4".
