@@ -17,11 +17,19 @@
 //                      release stores and acquire polls (what the barrier flags of pull and two-shot are).
 //   push-floor         graph-state-pdl + the slowest volatile one-way: a one-shot push that keeps its state on the
 //                      device (as any graph-safe one must) cannot be faster.
+//   mini-push-N        the smallest complete graph-safe one-shot push we can write, every rank taking part: one block
+//   of
+//                      N threads, one 16-byte bf16 vector each (N = 64 is 1 KiB), one state word, three rotating
+//                      Lamport buffers, compile-time world, no timeout bookkeeping on the fast path. Its result is
+//                      checked. customar's push at the same size minus this row is what customar's own structure
+//                      costs (handle, counters, abort checks, dtype and alignment paths); this row minus push-floor
+//                      is what the sum of the separately measured parts leaves out.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
@@ -30,7 +38,7 @@
 #include "customar/group.h"
 #include "customar/launcher.h"
 #include "graph_timing.h"
-#include "kernels/device/common.cuh"  // the flag, timer and PDL primitives customar's kernels use
+#include "kernels/device/oneshot_push.cuh"  // the flag, timer, PDL and Lamport primitives customar's kernels use
 
 using namespace customar;
 using namespace customar::test;
@@ -103,16 +111,93 @@ __global__ void pingpong(uint64_t* peer_flag, const uint64_t* my_flag, uint64_t 
   *ns_out = global_timer_ns() - t0;
 }
 
+// ---- mini-push ---------------------------------------------------------------------------------------------------
+// Every rank's Lamport buffer: 3 rotations x kMaxRanks source slots x kMiniVecs vectors, the sentinel where empty.
+constexpr int kMiniVecs = 64;
+constexpr int kMiniMaxThreads = kMiniVecs;
+
+struct MiniPush {
+  uint4* buf[kMaxRanks];  // buf[r]: rank r's buffer, mapped here
+  uint4* mine;            // buf[rank], so that no kernel indexes buf[] at run time (that copies the struct to local)
+  unsigned long long* state;
+  const uint4* in;
+  uint4* out;
+  int* timed_out;  // set when a poll gave up (~2 s): the tool reports it instead of hanging
+  int rank;
+};
+
+__device__ __forceinline__ uint4* mini_slot(uint4* base, unsigned long long epoch, int src, int i) {
+  return base + (static_cast<int>(epoch % 3) * kMaxRanks + src) * kMiniVecs + i;
+}
+
+__device__ __forceinline__ bool mini_ready(const uint4& v) {
+  auto ok = [](uint32_t w) { return (w & 0xffffu) != 0x8000u && (w >> 16) != 0x8000u; };
+  return ok(v.x) && ok(v.y) && ok(v.z) && ok(v.w);
+}
+
+template <int W>
+__global__ void __launch_bounds__(kMiniMaxThreads) mini_push_kernel(MiniPush p) {
+  __shared__ unsigned long long s;
+  const int i = threadIdx.x;
+  pdl_wait<true>();
+  const uint4 v = p.in[i];  // issued before the state load, so the two latencies overlap (as customar's push does)
+  if (i == 0) s = *p.state;
+  __syncthreads();
+  const unsigned long long e = s;
+  uint4* const mine = p.mine;
+#pragma unroll
+  for (int r = 0; r < W; ++r) {
+    uint4* dst = mini_slot(p.buf[r], e, p.rank, i);
+    asm volatile("st.volatile.global.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(dst), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w)
+                 : "memory");
+  }
+  pdl_launch_dependents<true>();
+  // Re-arm the buffer the previous call read; the rotation argument is customar's (oneshot_push.cuh).
+  const uint4 sentinel = make_uint4(kSentinelWord, kSentinelWord, kSentinelWord, kSentinelWord);
+#pragma unroll
+  for (int r = 0; r < W; ++r) *mini_slot(mine, e + 2, r, i) = sentinel;
+  uint4 got[W];
+#pragma unroll
+  for (int r = 0; r < W; ++r) got[r] = ld_volatile_v4(mini_slot(mine, e, r, i));
+  float acc[8] = {};
+#pragma unroll
+  for (int r = 0; r < W; ++r) {
+    uint64_t t0 = 0;
+    for (uint32_t spins = 1; !mini_ready(got[r]); ++spins) {
+      got[r] = ld_volatile_v4(mini_slot(mine, e, r, i));
+      if ((spins & 1023u) != 0) continue;  // the timer is read rarely: it costs more than a poll
+      const uint64_t now = global_timer_ns();
+      if (t0 == 0) {
+        t0 = now;
+      } else if (now - t0 > 2000000000ull) {
+        *p.timed_out = 1;
+        break;
+      }
+    }
+    accumulate<bf16>(acc, got[r]);
+  }
+  p.out[i] = pack<bf16>(acc);
+  __syncthreads();
+  if (i == 0) *p.state = e + 1;
+}
+
+// bf16 bits of a small whole number (exact).
+uint16_t bf16_bits(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  return static_cast<uint16_t>(u >> 16);
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
 }
 
 template <typename... Args>
-void launch_pdl(cudaStream_t s, unsigned blocks, void (*kernel)(Args...), Args... args) {
+void launch_pdl(cudaStream_t s, unsigned blocks, unsigned threads, void (*kernel)(Args...), Args... args) {
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(blocks);
-  cfg.blockDim = dim3(32);
+  cfg.blockDim = dim3(threads);
   cfg.stream = s;
   cudaLaunchAttribute attr{};
   attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -120,6 +205,88 @@ void launch_pdl(cudaStream_t s, unsigned blocks, void (*kernel)(Args...), Args..
   cfg.attrs = &attr;
   cfg.numAttrs = 1;
   TEST_CUDA(cudaLaunchKernelEx(&cfg, kernel, args...));
+}
+
+using MiniKernel = void (*)(MiniPush);
+MiniKernel mini_kernel(int world) {
+  switch (world) {
+    case 2:
+      return mini_push_kernel<2>;
+    case 3:
+      return mini_push_kernel<3>;
+    case 4:
+      return mini_push_kernel<4>;
+    case 5:
+      return mini_push_kernel<5>;
+    case 6:
+      return mini_push_kernel<6>;
+    case 7:
+      return mini_push_kernel<7>;
+    default:
+      return mini_push_kernel<8>;
+  }
+}
+
+// mini-push with `threads` vectors, timed like every other row; throws if any rank's result is wrong or a poll gave
+// up, so a row is never a number from a broken exchange.
+double mini_push_us(Group& g, const Options& o, cudaStream_t s, int threads) {
+  const int rank = g.rank(), world = g.size();
+  const size_t buf_vecs = size_t(3) * kMaxRanks * kMiniVecs;
+  MiniPush p{};
+  p.rank = rank;
+  TEST_CUDA(cudaMalloc(&p.buf[rank], buf_vecs * sizeof(uint4)));
+  std::vector<uint32_t> armed(buf_vecs * 4, kSentinelWord);
+  TEST_CUDA(cudaMemcpy(p.buf[rank], armed.data(), buf_vecs * sizeof(uint4), cudaMemcpyHostToDevice));
+  cudaIpcMemHandle_t mine{};
+  TEST_CUDA(cudaIpcGetMemHandle(&mine, p.buf[rank]));
+  std::vector<cudaIpcMemHandle_t> handles = all_gather_value(g, mine);
+  for (int r = 0; r < world; ++r)
+    if (r != rank) {
+      void* q = nullptr;
+      TEST_CUDA(cudaIpcOpenMemHandle(&q, handles[r], cudaIpcMemLazyEnablePeerAccess));
+      p.buf[r] = static_cast<uint4*>(q);
+    }
+  // Input lane k of vector i on rank r: (r + 1) * m with m = (8i + k) % 5 + 1; every sum is a whole number under 256,
+  // exact in bf16, and no input is the sentinel.
+  std::vector<uint16_t> in(size_t(kMiniVecs) * 8), out(in.size(), 0xffff);
+  for (size_t j = 0; j < in.size(); ++j) in[j] = bf16_bits(float((rank + 1) * (j % 5 + 1)));
+  void* d_in = nullptr;
+  void* d_out = nullptr;
+  TEST_CUDA(cudaMalloc(&d_in, in.size() * 2));
+  TEST_CUDA(cudaMalloc(&d_out, out.size() * 2));
+  TEST_CUDA(cudaMemcpy(d_in, in.data(), in.size() * 2, cudaMemcpyHostToDevice));
+  TEST_CUDA(cudaMemcpy(d_out, out.data(), out.size() * 2, cudaMemcpyHostToDevice));
+  TEST_CUDA(cudaMalloc(&p.state, sizeof(*p.state)));
+  TEST_CUDA(cudaMemset(p.state, 0, sizeof(*p.state)));
+  TEST_CUDA(cudaMallocHost(&p.timed_out, sizeof(int)));
+  *p.timed_out = 0;
+  p.mine = p.buf[rank];
+  p.in = static_cast<const uint4*>(d_in);
+  p.out = static_cast<uint4*>(d_out);
+  TEST_CUDA(cudaDeviceSynchronize());
+  g.barrier();
+  const MiniKernel kernel = mini_kernel(world);
+  const double us = time_graph(
+      g, [&] { launch_pdl(s, 1, static_cast<unsigned>(threads), kernel, p); }, o.iters, 3, o.replays, s);
+  TEST_CUDA(cudaStreamSynchronize(s));
+  TEST_CUDA(cudaMemcpy(out.data(), d_out, out.size() * 2, cudaMemcpyDeviceToHost));
+  int wrong = *p.timed_out != 0 ? 1 : 0;
+  for (size_t j = 0; j < size_t(threads) * 8; ++j)
+    if (out[j] != bf16_bits(float(world * (world + 1) / 2 * (j % 5 + 1)))) ++wrong;
+  g.barrier();  // no peer still reads this rank's buffer
+  for (int r = 0; r < world; ++r)
+    if (r != rank) TEST_CUDA(cudaIpcCloseMemHandle(p.buf[r]));
+  TEST_CUDA(cudaFree(p.buf[rank]));
+  TEST_CUDA(cudaFree(d_in));
+  TEST_CUDA(cudaFree(d_out));
+  TEST_CUDA(cudaFree(p.state));
+  TEST_CUDA(cudaFreeHost(p.timed_out));
+  int total = 0;
+  for (int w : all_gather_value(g, wrong)) total += w;
+  if (total != 0)
+    throw std::runtime_error("mini-push-" + std::to_string(threads) + ": " + std::to_string(total) +
+                             " wrong lanes or timed-out polls");
+  return us;
 }
 
 int run_rank(Group& g, const Options& o) {
@@ -131,13 +298,13 @@ int run_rank(Group& g, const Options& o) {
   // Three warm-up replays: module load and first-launch costs stay out of the floors.
   auto graph_us = [&](const std::function<void()>& launch) { return time_graph(g, launch, o.iters, 3, o.replays, s); };
   const double empty = graph_us([&] { empty_kernel<<<1, 32, 0, s>>>(); });
-  const double empty_pdl = graph_us([&] { launch_pdl(s, 1, empty_kernel_pdl); });
+  const double empty_pdl = graph_us([&] { launch_pdl(s, 1, 32, empty_kernel_pdl); });
   unsigned long long* done = nullptr;
   TEST_CUDA(cudaMalloc(&done, sizeof(*done)));
   TEST_CUDA(cudaMemset(done, 0, sizeof(*done)));
-  const double two_pdl = graph_us([&] { launch_pdl(s, 2, empty_kernel_pdl); });
-  const double atomic_pdl = graph_us([&] { launch_pdl(s, 2, atomic_kernel_pdl, done); });
-  const double state_pdl = graph_us([&] { launch_pdl(s, 1, state_kernel_pdl, done); });
+  const double two_pdl = graph_us([&] { launch_pdl(s, 2, 32, empty_kernel_pdl); });
+  const double atomic_pdl = graph_us([&] { launch_pdl(s, 2, 32, atomic_kernel_pdl, done); });
+  const double state_pdl = graph_us([&] { launch_pdl(s, 1, 32, state_kernel_pdl, done); });
 
   // One flag word per peer in every rank's buffer: flags[src] is written by rank src.
   uint64_t* flags = nullptr;
@@ -182,6 +349,8 @@ int run_rank(Group& g, const Options& o) {
       if (rank == 0) oneway[kind].push_back(median(runs));
     }
   }
+  const double mini1 = mini_push_us(g, o, s, 1);
+  const double mini64 = mini_push_us(g, o, s, kMiniVecs);
   if (rank == 0) {
     const double worst_oneway = *std::max_element(oneway[0].begin(), oneway[0].end());
     cudaDeviceProp prop{};
@@ -198,6 +367,8 @@ int run_rank(Group& g, const Options& o) {
       for (size_t i = 0; i < oneway[kind].size(); ++i)
         std::printf("nvlink-oneway-%s-0-%zu %8.2f\n", kind == 0 ? "vol" : "rel", i + 1, oneway[kind][i]);
     std::printf("%-22s %8.2f\n", "push-floor", state_pdl + worst_oneway);
+    std::printf("%-22s %8.2f\n", "mini-push-1", mini1);
+    std::printf("%-22s %8.2f\n", "mini-push-64", mini64);
   }
   g.barrier();
   for (int r = 0; r < world; ++r)
