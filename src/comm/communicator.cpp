@@ -32,8 +32,6 @@ constexpr size_t kMaxCapacity = size_t(64) << 20;
 // so CUSTOMAR_ALGO=oneshot_push can be exercised at any world size.
 constexpr size_t kMinPushCapacity = size_t(256) << 10;
 constexpr size_t kMaxPushCapacity = size_t(4) << 20;
-// The push kernel indexes its three buffers of `world` slots with 32-bit vector indices (oneshot_push.cuh).
-static_assert(3 * detail::kMaxRanks * (kMaxPushCapacity / 16) < (size_t(1) << 32), "push slot index overflows 32 bits");
 
 class DeviceGuard {
  public:

@@ -36,7 +36,6 @@ CustomBackend::CustomBackend(Group& group, int device, const Topology& topo, siz
     for (const GpuInfo& g : topo.gpus) min_sms = std::min(min_sms, g.sm_count);
     handle_.max_blocks = std::clamp(min_sms, 1, kMaxBlocks);
     for (int r = 0; r < world; ++r) handle_.regions[r] = static_cast<uint8_t*>(memory_->peer(r));
-    handle_.local = handle_.regions[rank];
     handle_.counters = static_cast<uint64_t*>(counters_);
     run_step(group, "mapping the error word and arming the push buffers", [&] {
       CUSTOMAR_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&handle_.error), error_host_, 0));

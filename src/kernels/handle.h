@@ -46,10 +46,9 @@ constexpr size_t region_bytes(size_t capacity, size_t push_capacity, int world) 
   return kStagingOffset + 2 * capacity + 3 * static_cast<size_t>(world) * push_capacity;
 }
 
-// The pull kernels take it as `const __grid_constant__ DeviceHandle`, the others by plain value: the pull and two-shot
-// code indexes regions[] with run-time ranks, and without the qualifier the compiler copies the parameter (128 bytes)
-// to local memory at kernel start. Which is faster was measured, not assumed (bench/NOTES.md, change 5). The push
-// names ranks only at compile time (and uses `local` for its own), so it has no copy either way.
+// The pull kernels take it as `const __grid_constant__ DeviceHandle`, the others by plain value: the device code
+// indexes regions[] with run-time ranks, and without the qualifier the compiler copies the parameter (120 bytes) to
+// local memory at kernel start. Which is faster was measured, not assumed (bench/NOTES.md, change 5).
 struct DeviceHandle {
   uint8_t* regions[kMaxRanks];  ///< every rank's region, mapped here; regions[rank] is local
   int rank;
@@ -61,13 +60,11 @@ struct DeviceHandle {
   uint64_t* counters;    ///< local device counters, see kCounter*
   int* error;            ///< host-mapped: 0, or a value as documented at kErrorPeerGaveUp
   uint64_t timeout_ns;
-  // Last, so that a device source written before it (CUSTOMAR_V2_SOURCE A/B runs) still reads every field above.
-  uint8_t* local;  ///< regions[rank]: kernels that name only compile-time ranks keep the handle out of local memory
 };
 
 // Local device counters. Kept on the device (not passed as arguments) so that replayed CUDA graphs stay correct.
 constexpr int kCounterEpoch = 0;       ///< custom calls completed (barrier flag values)
-constexpr int kCounterPushBuf = 1;     ///< the push buffer (0-2) the last push call used
+constexpr int kCounterPushEpoch = 1;   ///< push calls completed (which of the 3 push buffers)
 constexpr int kCounterPushLast = 2;    ///< vectors of the last push call (what the next one must clear)
 constexpr int kCounterBlocksDone = 3;  ///< blocks of the current call that have finished
 constexpr int kCounterFailed = 4;      ///< set by a timed-out wait: every later kernel returns at once

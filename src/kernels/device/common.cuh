@@ -67,32 +67,6 @@ __device__ __forceinline__ void pdl_launch_dependents() {
 #endif
 }
 
-// Kernel parameters live in the constant bank, and the first read of a parameter line in a new launch misses the
-// constant cache (a memory round trip). ptxas places parameter reads next to their uses, which for everything after
-// pdl_wait() puts those misses on the critical path. Folding the words into one shared-memory store before the wait
-// (a memory operation, so it stays before the wait; the value is never read) pays them while the previous kernel
-// drains. One warp suffices: the constant cache is per SM.
-__device__ __forceinline__ void touch_params(unsigned long long x) {
-  __shared__ unsigned sink;
-  if (threadIdx.x == 0)
-    asm volatile("st.volatile.u32 [%0], %1;" ::"l"(&sink), "r"(static_cast<unsigned>(x ^ (x >> 32))) : "memory");
-}
-
-// The handle's words that the kernels read on their fast paths (ranks below W only), folded for touch_params() together
-// with the kernel's own arguments.
-template <int W>
-__device__ __forceinline__ unsigned long long param_words(const DeviceHandle& h, const void* in, const void* out,
-                                                          size_t nvec, bool in_aligned, bool out_aligned) {
-  unsigned long long x = reinterpret_cast<unsigned long long>(h.counters) ^
-                         reinterpret_cast<unsigned long long>(h.local) ^ h.capacity ^ h.push_capacity ^
-                         static_cast<unsigned long long>(h.rank) ^ static_cast<unsigned long long>(h.skip_copy_in) ^
-                         reinterpret_cast<unsigned long long>(in) ^ reinterpret_cast<unsigned long long>(out) ^ nvec ^
-                         static_cast<unsigned long long>(in_aligned) ^ static_cast<unsigned long long>(out_aligned);
-#pragma unroll
-  for (int r = 0; r < W; ++r) x ^= reinterpret_cast<unsigned long long>(h.regions[r]);
-  return x;
-}
-
 // ---- flags ------------------------------------------------------------------------------------------------------
 // Flags cross GPUs, so both sides use system scope: the writer's release orders its block's earlier stores (made
 // visible to it by __syncthreads) before the flag; the reader's acquire orders the flag before its later loads of the
@@ -119,27 +93,23 @@ __device__ __forceinline__ uint64_t* flag_slot(uint8_t* region, int phase, int b
 
 // Per-call state every block keeps in shared memory.
 struct CallState {
-  uint64_t epoch;      // 1 + the number of custom calls completed before this one
-  uint64_t push_last;  // vectors of the previous push call
-  uint32_t push_buf;   // the push buffer (0-2) of this call: the previous push call's plus one, modulo 3
-  int abort;           // set when a wait timed out: the block leaves without finishing
+  uint64_t epoch;       // 1 + the number of custom calls completed before this one
+  uint64_t push_epoch;  // 1 + the number of push calls completed before this one
+  uint64_t push_last;   // vectors of the previous push call
+  int abort;            // set when a wait timed out: the block leaves without finishing
 };
 
 // Reads this call's counters into shared memory. The caller has passed pdl_wait() (if it launched with PDL) and may
 // have issued independent loads first, so their latencies overlap.
 __device__ __forceinline__ void read_counters(const DeviceHandle& h, CallState& s) {
   if (threadIdx.x == 0) {
-    const uint64_t* counters = h.counters;
     // Written by the previous custom kernel's last block; the kernel boundary (or pdl_wait) makes it visible.
-    s.epoch = counters[kCounterEpoch] + 1;
-    // The buffer index, not a call count, is what the device keeps: a 64-bit "% 3" would sit on the push's
-    // critical path between this load and its first remote store.
-    const uint64_t last_buf = counters[kCounterPushBuf];
-    s.push_buf = last_buf >= 2 ? 0u : static_cast<uint32_t>(last_buf) + 1u;
-    s.push_last = counters[kCounterPushLast];
+    s.epoch = h.counters[kCounterEpoch] + 1;
+    s.push_epoch = h.counters[kCounterPushEpoch] + 1;
+    s.push_last = h.counters[kCounterPushLast];
     // After a timeout the communicator is broken; kernels already queued (a replayed graph holds many) must not
     // each wait out the timeout again.
-    s.abort = counters[kCounterFailed] != 0;
+    s.abort = h.counters[kCounterFailed] != 0;
   }
   __syncthreads();
 }
@@ -150,11 +120,10 @@ __device__ __forceinline__ void begin_call(const DeviceHandle& h, CallState& s) 
   read_counters(h, s);
 }
 
-// `push_vecs` >= 0 marks a push call: its buffer and size are recorded for the next push call. Nothing is recorded
-// by a block that saw the call abort (the barrier makes every thread's abort visible first).
+// `push_vecs` >= 0 marks a push call: its epoch and size are recorded for the next push call.
 __device__ __forceinline__ void end_call(const DeviceHandle& h, const CallState& s, long long push_vecs) {
   __syncthreads();
-  if (threadIdx.x == 0 && s.abort == 0) {
+  if (threadIdx.x == 0) {
     // No fence needed: the counters are read only by the next kernel, after this one has completed. A grid of one
     // block (every small message) skips the atomic round trip to L2, which is on the critical path of latency.
     bool last = gridDim.x == 1;
@@ -166,7 +135,7 @@ __device__ __forceinline__ void end_call(const DeviceHandle& h, const CallState&
     if (last) {
       h.counters[kCounterEpoch] = s.epoch;
       if (push_vecs >= 0) {
-        h.counters[kCounterPushBuf] = s.push_buf;
+        h.counters[kCounterPushEpoch] = s.push_epoch;
         h.counters[kCounterPushLast] = static_cast<uint64_t>(push_vecs);
       }
     }
@@ -182,15 +151,11 @@ __device__ __forceinline__ void mark_failed(const DeviceHandle& h, CallState& s,
   s.abort = 1;
 }
 
-// Unrolled over the compile-time world: a run-time index into h.regions[] would make the compiler copy a by-value
-// handle to local memory at every kernel start, even though this runs only on a timeout.
-template <int W>
 __device__ __forceinline__ void report_timeout(const DeviceHandle& h, CallState& s, int missing) {
   // Tell every peer that this rank is leaving: one that was only late would otherwise finish this call, wait in the
   // next for a rank that never comes, and meet it nowhere (not in NCCL, not in the destructor's barrier).
   const uint32_t word = static_cast<uint32_t>(h.rank + 1) | (static_cast<uint32_t>(missing + 1) << 8);
-#pragma unroll
-  for (int r = 0; r < W; ++r)
+  for (int r = 0; r < h.world; ++r)
     if (r != h.rank) *reinterpret_cast<volatile uint32_t*>(h.regions[r] + kPoisonOffset) = word;
   mark_failed(h, s, missing + 1);
 }
@@ -199,7 +164,7 @@ __device__ __forceinline__ void report_timeout(const DeviceHandle& h, CallState&
 // that the peer waited for learns who left; any other rank reports the rank that did not arrive, as its own wait
 // would have a moment later.
 __device__ __forceinline__ bool peer_gave_up(const DeviceHandle& h, CallState& s) {
-  uint32_t word = *reinterpret_cast<volatile const uint32_t*>(h.local + kPoisonOffset);
+  uint32_t word = *reinterpret_cast<volatile const uint32_t*>(h.regions[h.rank] + kPoisonOffset);
   if (word == 0) return false;
   const int gave_up = static_cast<int>(word & 0xffu) - 1;
   const int missing = static_cast<int>(word >> 8) - 1;
@@ -215,7 +180,7 @@ __device__ __forceinline__ bool block_barrier(const DeviceHandle& h, int phase, 
   const int t = threadIdx.x;
   if (t < W && t != h.rank) {
     st_release_sys(flag_slot(h.regions[t], phase, blockIdx.x, h.rank), s.epoch);
-    const uint64_t* mine = flag_slot(h.local, phase, blockIdx.x, t);
+    const uint64_t* mine = flag_slot(h.regions[h.rank], phase, blockIdx.x, t);
     uint64_t start = 0;
     for (uint32_t spins = 0; ld_acquire_sys(mine) < s.epoch; ++spins) {
       if ((spins & 255u) != 255u) continue;  // read the timer rarely: it costs more than a flag load
@@ -224,7 +189,7 @@ __device__ __forceinline__ bool block_barrier(const DeviceHandle& h, int phase, 
       if (start == 0) {
         start = now;
       } else if (now - start > h.timeout_ns) {
-        report_timeout<W>(h, s, t);
+        report_timeout(h, s, t);
         break;
       }
     }
@@ -344,12 +309,10 @@ __device__ __forceinline__ void copy_out(const uint4* from, size_t beg, size_t e
   }
 }
 
-// `region` is h.regions[r] for a compile-time r, or h.local: a run-time index into the handle is what makes the
-// compiler copy a by-value handle to local memory.
-__device__ __forceinline__ uint4* staging(const DeviceHandle& h, uint8_t* region, uint64_t epoch) {
+__device__ __forceinline__ uint4* staging(const DeviceHandle& h, int r, uint64_t epoch) {
   // Alternate two buffers by call parity: a rank can only start call k+2 (reusing call k's buffer) after every peer
   // met it in call k+1, which they enter only after finishing call k. So one barrier per call suffices.
-  return reinterpret_cast<uint4*>(region + kStagingOffset + (epoch & 1) * h.capacity);
+  return reinterpret_cast<uint4*>(h.regions[r] + kStagingOffset + (epoch & 1) * h.capacity);
 }
 
 }  // namespace customar::detail

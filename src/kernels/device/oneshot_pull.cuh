@@ -13,10 +13,9 @@ __device__ __forceinline__ void oneshot_pull_body(const DeviceHandle& h, const T
   const size_t per = (nvec + gridDim.x - 1) / gridDim.x;
   const size_t beg = blockIdx.x * per;
   const size_t end = beg + per < nvec ? beg + per : nvec;
-  touch_params(param_words<W>(h, in, out, nvec, in_aligned, out_aligned));  // see touch_params()
   begin_call<kPdl>(h, s);
   if (s.abort) return;
-  uint4* mine = staging(h, h.local, s.epoch);
+  uint4* mine = staging(h, h.rank, s.epoch);
   // Fused staging copy: the input goes into this rank's peer-visible buffer inside the kernel, so graph-captured
   // inputs need no IPC registration. Block b copies exactly the range block b of every peer will read.
   if (!h.skip_copy_in) copy_in<kUnroll<W>>(mine, in, beg, end, in_aligned);
@@ -24,7 +23,7 @@ __device__ __forceinline__ void oneshot_pull_body(const DeviceHandle& h, const T
   pdl_launch_dependents<kPdl>();
   const uint4* src[W];
 #pragma unroll
-  for (int r = 0; r < W; ++r) src[r] = staging(h, h.regions[r], s.epoch);
+  for (int r = 0; r < W; ++r) src[r] = staging(h, r, s.epoch);
   reduce_range<T, W, kUnroll<W>>(src, beg, end, out, out_aligned, nullptr);
   end_call(h, s, -1);
 }

@@ -10,17 +10,10 @@
 
 namespace customar::detail {
 
-// The push area of a region: three buffers of `world` slots of push_capacity bytes, slot (buffer, source rank).
-__device__ __forceinline__ uint4* push_area(const DeviceHandle& h, uint8_t* region) {
-  return reinterpret_cast<uint4*>(region + kStagingOffset + 2 * h.capacity);
-}
-
-// First vector of slot (buf, src), counted from push_area(). 32-bit: the push capacity is capped so that three
-// buffers of kMaxRanks slots stay under 2^32 vectors (communicator.cpp), and this sits on the path from the call
-// state to the first remote store, where each 64-bit multiply is a chain of dependent instructions.
-template <int W>
-__device__ __forceinline__ uint32_t push_slot(uint32_t buf, int src, uint32_t slot_vecs) {
-  return (buf * W + static_cast<uint32_t>(src)) * slot_vecs;
+__device__ __forceinline__ uint4* push_slot(const DeviceHandle& h, int owner, uint64_t push_epoch, int src) {
+  size_t slot_vecs = h.push_capacity / 16;
+  size_t base = kStagingOffset + 2 * h.capacity;
+  return reinterpret_cast<uint4*>(h.regions[owner] + base) + ((push_epoch % 3) * h.world + src) * slot_vecs;
 }
 
 __device__ __forceinline__ void st_volatile_v4(uint4* p, const uint4& v) {
@@ -69,22 +62,18 @@ template <typename T, int W, bool kPdl>
 __device__ __forceinline__ void oneshot_push_body(const DeviceHandle& h, const T* in, T* out, size_t nvec,
                                                   bool in_aligned, bool out_aligned) {
   __shared__ CallState s;
-  const uint32_t slot_vecs = static_cast<uint32_t>(h.push_capacity / 16);
   // The block size is chosen per call (a small message needs fewer than kThreads threads).
   const size_t stride = size_t(gridDim.x) * blockDim.x;
   const size_t first = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  touch_params(param_words<W>(h, in, out, nvec, in_aligned, out_aligned));  // see touch_params()
   pdl_wait<kPdl>();
   // Load the first input vector before reading the counters, so the two loads' latencies overlap.
   uint4 v0 = make_uint4(0, 0, 0, 0);
   if (first < nvec) v0 = load_user(in, first, in_aligned);
   read_counters(h, s);
   if (s.abort) return;
-  const uint32_t buf = s.push_buf;
 
   // Send: each vector to its slot in every rank (this one included, so every rank reduces the same bits in the same
   // order and results are bitwise identical).
-  const uint32_t sent = push_slot<W>(buf, h.rank, slot_vecs);
   for (size_t i = first; i < nvec; i += stride) {
     uint4 v = i == first ? v0 : load_user(in, i, in_aligned);
     v.x = unsentinel<T>(v.x);
@@ -92,37 +81,37 @@ __device__ __forceinline__ void oneshot_push_body(const DeviceHandle& h, const T
     v.z = unsentinel<T>(v.z);
     v.w = unsentinel<T>(v.w);
 #pragma unroll
-    for (int r = 0; r < W; ++r) st_volatile_v4(push_area(h, h.regions[r]) + sent + i, v);
+    for (int r = 0; r < W; ++r) st_volatile_v4(push_slot(h, r, s.push_epoch, h.rank) + i, v);
   }
   pdl_launch_dependents<kPdl>();
 
-  // Re-arm the buffer the previous push call read, (buf + 2) % 3 (local stores only), sized by that call.
-  uint4* const mine = push_area(h, h.local);
+  // Re-arm the buffer the previous push call read (local stores only), sized by that call.
   {
     const size_t last = static_cast<size_t>(s.push_last);
-    const uint32_t old_buf = buf == 0 ? 2u : buf - 1u;
     const uint4 sentinel = make_uint4(kSentinelWord, kSentinelWord, kSentinelWord, kSentinelWord);
-#pragma unroll
     for (int r = 0; r < W; ++r) {
-      uint4* old = mine + push_slot<W>(old_buf, r, slot_vecs);
+      uint4* old = push_slot(h, h.rank, s.push_epoch + 2, r);
       for (size_t i = first; i < last; i += stride) old[i] = sentinel;
     }
   }
 
   // Receive and reduce, in fixed rank order.
+  const uint4* slot[W];
+#pragma unroll
+  for (int r = 0; r < W; ++r) slot[r] = push_slot(h, h.rank, s.push_epoch, r);
   bool timed_out = false;
   for (size_t i = first; i < nvec && !timed_out; i += stride) {
     // Every rank's slot is loaded before any is tested: the W polls then cost one load latency, not W in a row.
     uint4 got[W];
 #pragma unroll
-    for (int r = 0; r < W; ++r) got[r] = ld_volatile_v4(mine + push_slot<W>(buf, r, slot_vecs) + i);
+    for (int r = 0; r < W; ++r) got[r] = ld_volatile_v4(slot[r] + i);
     float acc[Elem<T>::kPerVec] = {};
 #pragma unroll
     for (int r = 0; r < W; ++r) {
       uint4 v = got[r];
       uint64_t start = 0;
       for (uint32_t spins = 0; !vec_ready<T>(v) && !timed_out; ++spins) {
-        v = ld_volatile_v4(mine + push_slot<W>(buf, r, slot_vecs) + i);
+        v = ld_volatile_v4(slot[r] + i);
         if ((spins & 255u) != 255u) continue;
         if (peer_gave_up(h, s)) {
           timed_out = true;
@@ -132,7 +121,7 @@ __device__ __forceinline__ void oneshot_push_body(const DeviceHandle& h, const T
         if (start == 0) {
           start = now;
         } else if (now - start > h.timeout_ns) {
-          report_timeout<W>(h, s, r);
+          report_timeout(h, s, r);
           timed_out = true;
         }
       }
@@ -140,8 +129,9 @@ __device__ __forceinline__ void oneshot_push_body(const DeviceHandle& h, const T
     }
     if (!timed_out) store_user(out, i, pack<T>(acc), out_aligned);
   }
-  // end_call's barrier is reached by every thread, also those that gave up, so none is left waiting on an exited one;
-  // after it, a block that saw an abort records nothing.
+  // Every thread reaches this barrier, also those that gave up, so none is left waiting on an exited one.
+  __syncthreads();
+  if (s.abort) return;
   end_call(h, s, static_cast<long long>(nvec));
 }
 

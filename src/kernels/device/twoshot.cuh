@@ -28,7 +28,7 @@ __device__ __forceinline__ void twoshot_body(const DeviceHandle& h, const T* in,
   __shared__ CallState s;
   begin_call<kPdl>(h, s);
   if (s.abort) return;
-  uint4* mine = staging(h, h.local, s.epoch);
+  uint4* mine = staging(h, h.rank, s.epoch);
   // Fused staging copy of every part's slice this block will exchange.
   if (!h.skip_copy_in) {
 #pragma unroll
@@ -41,7 +41,7 @@ __device__ __forceinline__ void twoshot_body(const DeviceHandle& h, const T* in,
 
   const uint4* src[W];
 #pragma unroll
-  for (int r = 0; r < W; ++r) src[r] = staging(h, h.regions[r], s.epoch);
+  for (int r = 0; r < W; ++r) src[r] = staging(h, r, s.epoch);
   // Reduce-scatter: this rank's part, from every rank. The result goes back into this rank's own staging buffer (no
   // peer reads this rank's part of it until the second barrier) and straight to the output.
   Range my = twoshot_slice(nvec, W, h.rank);

@@ -22,9 +22,8 @@ const char* const kTypeNames[3] = {"f16", "bf16", "f32"};
 const char* const kTypeDecls[3] = {"f16", "bf16", "float"};
 const char* const kBodies[3] = {"oneshot_push_body", "oneshot_pull_body", "twoshot_body"};
 // How each kernel takes its handle. __grid_constant__ keeps the parameter where it is instead of copying it to local
-// memory (pull and two-shot index regions[] at run time in their barriers); a same-lease A/B on 2x H200
-// (bench/NOTES.md, change 5) found it faster for the pull at every size (8-16 MiB by 1.5 us) but 0.1-0.2 us slower
-// for two-shot below 1 MiB. The push names only compile-time ranks, so it has no copy either way (change 8).
+// memory (the body indexes regions[] at run time); a same-lease A/B on 2x H200 (bench/NOTES.md) found it faster for
+// the pull at every size (8-16 MiB by 1.5 us) but 0.1-0.2 us slower for the push and for two-shot below 1 MiB.
 const char* const kHandleDecl[3] = {"customar::detail::DeviceHandle",
                                     "const __grid_constant__ customar::detail::DeviceHandle",
                                     "customar::detail::DeviceHandle"};
