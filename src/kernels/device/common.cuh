@@ -67,6 +67,27 @@ __device__ __forceinline__ void pdl_launch_dependents() {
 #endif
 }
 
+// Kernel parameters live in the constant bank, and the first read of a parameter line in a new launch misses the
+// constant cache (a memory round trip). ptxas places each parameter read next to its use, which for a __grid_constant__
+// handle is after pdl_wait(), on the critical path. Folding the fast path's parameter words into one shared-memory
+// store before the wait (a memory operation, so it stays before the wait; the value is never read) pays those misses
+// while the previous kernel drains: measured on the pull, 0.1-0.2 us per call up to 4 MiB (bench/NOTES.md, 11). One
+// warp suffices: the constant cache is per SM. The by-value push and two-shot get the same from the compiler's copy of
+// the handle to local memory at kernel entry (NOTES 8).
+template <int W>
+__device__ __forceinline__ void touch_params(const DeviceHandle& h, const void* in, const void* out, size_t nvec,
+                                             bool in_aligned, bool out_aligned) {
+  __shared__ unsigned sink;
+  unsigned long long x = reinterpret_cast<unsigned long long>(h.counters) ^ h.capacity ^ h.push_capacity ^
+                         static_cast<unsigned long long>(h.rank) ^ static_cast<unsigned long long>(h.skip_copy_in) ^
+                         reinterpret_cast<unsigned long long>(in) ^ reinterpret_cast<unsigned long long>(out) ^ nvec ^
+                         static_cast<unsigned long long>(in_aligned) ^ static_cast<unsigned long long>(out_aligned);
+#pragma unroll
+  for (int r = 0; r < W; ++r) x ^= reinterpret_cast<unsigned long long>(h.regions[r]);
+  if (threadIdx.x == 0)
+    asm volatile("st.volatile.u32 [%0], %1;" ::"l"(&sink), "r"(static_cast<unsigned>(x ^ (x >> 32))) : "memory");
+}
+
 // ---- flags ------------------------------------------------------------------------------------------------------
 // Flags cross GPUs, so both sides use system scope: the writer's release orders its block's earlier stores (made
 // visible to it by __syncthreads) before the flag; the reader's acquire orders the flag before its later loads of the

@@ -13,6 +13,8 @@ __device__ __forceinline__ void oneshot_pull_body(const DeviceHandle& h, const T
   const size_t per = (nvec + gridDim.x - 1) / gridDim.x;
   const size_t beg = blockIdx.x * per;
   const size_t end = beg + per < nvec ? beg + per : nvec;
+  // Only with PDL is there a previous kernel's drain to hide the parameter misses behind (V1 is unchanged).
+  if constexpr (kPdl) touch_params<W>(h, in, out, nvec, in_aligned, out_aligned);
   begin_call<kPdl>(h, s);
   if (s.abort) return;
   uint4* mine = staging(h, h.rank, s.epoch);
