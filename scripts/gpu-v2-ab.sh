@@ -3,7 +3,8 @@
 # turn, several rounds interleaved (so drift hits every variant alike), one line per size and variant.
 # Usage: scripts/gpu-v2-ab.sh [-g GPUS] [-e MAX] [-r ROUNDS] VARIANT.cu...   ("builtin" = the compiled-in source)
 # A variant starts from `customar-info --v2-source FILE` (the built-in device source); keep DeviceHandle's layout.
-# Every result is checked (#wrong), so a variant that breaks the protocol shows up as wrong, not as fast.
+# Every result is checked (#wrong), so a variant that breaks the protocol shows up as wrong, not as fast. The kernel
+# cache keys on the source text, so variants share it safely.
 set -u
 cd "$(dirname "$0")/.."
 source scripts/gpu-lib.sh ""
@@ -17,7 +18,7 @@ echo "# variant round size algo oop_us wrong ip_us"
 for round in $(seq 1 "$rounds"); do
   for v in "$@"; do
     src=""; [ "$v" != builtin ] && src="$(realpath "$v")"
-    CUSTOMAR_V2_SOURCE="$src" CUSTOMAR_CACHE_DIR="$(mktemp -d)" "$perf" -g "$g" -k auto -e "$max" 2>&1 |
+    CUSTOMAR_V2_SOURCE="$src" "$perf" -g "$g" -k auto -e "$max" 2>&1 |
       awk -v v="$(basename "$v")" -v r="$round" '$5 == "auto" {print v, r, $1, $6, $7, $10, $11}'
   done
 done

@@ -41,10 +41,9 @@ const std::vector<EnvVar>& env_vars() {
       {"CUSTOMAR_CACHE_DIR", "~/.cache/customar", "directory of the run-time compiled kernel cache (created 0700)"},
       {"CUSTOMAR_JIT_DUMP", "", "directory to write each run-time compiled kernel's source, PTX and compile log into"},
       {"CUSTOMAR_V2_SOURCE", "",
-       "a file whose text replaces the built-in V2 device source (src/kernels/handle.h and device/*.cuh concatenated; "
-       "a "
-       "module CUSTOMAR_JIT_DUMP wrote may be given whole; keep DeviceHandle's layout): A/B kernel variants on one "
-       "build; for kernel development, not production (logged as a warning)"},
+       "a file whose text replaces the built-in V2 device source (src/kernels/handle.h and device/*.cuh "
+       "concatenated; a module CUSTOMAR_JIT_DUMP wrote may be given whole; keep DeviceHandle's layout): A/B kernel "
+       "variants on one build; for kernel development, not production (logged as a warning)"},
       {"CUSTOMAR_PUSH_THREADS", "0",
        "threads per block of the one-shot push, 32 to 512 in steps of 32 (0: the built-in shape); for measuring "
        "block shapes, not for production"},

@@ -75,9 +75,9 @@ std::string v2_device_source(const std::string& file) {
                       "); unset it to use the built-in kernels");
   std::ostringstream text;
   text << f.rdbuf();
-  if (text.str().empty())
-    throw ConfigError("CUSTOMAR_V2_SOURCE=" + file + ": the file is empty; unset it to use the built-in kernels");
   std::string device = text.str();
+  if (device.empty())
+    throw ConfigError("CUSTOMAR_V2_SOURCE=" + file + ": the file is empty; unset it to use the built-in kernels");
   // A whole dumped module (CUSTOMAR_JIT_DUMP) may be given: its generated entry points are dropped here, since
   // v2_source() adds them again.
   const size_t cut = device.find(kEntryPointsMarker);
