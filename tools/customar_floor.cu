@@ -17,13 +17,12 @@
 //                      release stores and acquire polls (what the barrier flags of pull and two-shot are).
 //   push-floor         graph-state-pdl + the slowest volatile one-way: a one-shot push that keeps its state on the
 //                      device (as any graph-safe one must) cannot be faster.
-//   mini-push-N        the smallest complete graph-safe one-shot push we can write, every rank taking part: one block
-//   of
-//                      N threads, one 16-byte bf16 vector each (N = 64 is 1 KiB), one state word, three rotating
-//                      Lamport buffers, compile-time world, no timeout bookkeeping on the fast path. Its result is
-//                      checked. customar's push at the same size minus this row is what customar's own structure
-//                      costs (handle, counters, abort checks, dtype and alignment paths); this row minus push-floor
-//                      is what the sum of the separately measured parts leaves out.
+//   mini-push-N        the smallest complete graph-safe one-shot push we can write, every rank taking part: one
+//                      block of N threads, one 16-byte bf16 vector each (N = 64 is 1 KiB), one state word, three
+//                      rotating Lamport buffers, compile-time world, no timeout bookkeeping on the fast path. Its
+//                      result is checked. customar's push at the same size minus this row is what customar's own
+//                      structure costs (handle, counters, abort checks, dtype and alignment paths); this row minus
+//                      push-floor is what the sum of the separately measured parts leaves out.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -31,6 +30,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -39,6 +39,7 @@
 #include "customar/launcher.h"
 #include "graph_timing.h"
 #include "kernels/device/oneshot_push.cuh"  // the flag, timer, PDL and Lamport primitives customar's kernels use
+#include "memory/peer_memory.h"
 
 using namespace customar;
 using namespace customar::test;
@@ -234,18 +235,12 @@ double mini_push_us(Group& g, const Options& o, cudaStream_t s, int threads) {
   const size_t buf_vecs = size_t(3) * kMaxRanks * kMiniVecs;
   MiniPush p{};
   p.rank = rank;
-  TEST_CUDA(cudaMalloc(&p.buf[rank], buf_vecs * sizeof(uint4)));
+  // Peer buffers come from the library's own IPC mapping (allocated on this rank's device, zeroed, then armed here).
+  std::unique_ptr<customar::detail::PeerMemory> mem =
+      customar::detail::open_ipc_peer_memory(g, rank, buf_vecs * sizeof(uint4));
+  for (int r = 0; r < world; ++r) p.buf[r] = static_cast<uint4*>(mem->peer(r));
   std::vector<uint32_t> armed(buf_vecs * 4, kSentinelWord);
   TEST_CUDA(cudaMemcpy(p.buf[rank], armed.data(), buf_vecs * sizeof(uint4), cudaMemcpyHostToDevice));
-  cudaIpcMemHandle_t mine{};
-  TEST_CUDA(cudaIpcGetMemHandle(&mine, p.buf[rank]));
-  std::vector<cudaIpcMemHandle_t> handles = all_gather_value(g, mine);
-  for (int r = 0; r < world; ++r)
-    if (r != rank) {
-      void* q = nullptr;
-      TEST_CUDA(cudaIpcOpenMemHandle(&q, handles[r], cudaIpcMemLazyEnablePeerAccess));
-      p.buf[r] = static_cast<uint4*>(q);
-    }
   // Input lane k of vector i on rank r: (r + 1) * m with m = (8i + k) % 5 + 1; every sum is a whole number under 256,
   // exact in bf16, and no input is the sentinel.
   std::vector<uint16_t> in(size_t(kMiniVecs) * 8), out(in.size(), 0xffff);
@@ -274,9 +269,7 @@ double mini_push_us(Group& g, const Options& o, cudaStream_t s, int threads) {
   for (size_t j = 0; j < size_t(threads) * 8; ++j)
     if (out[j] != bf16_bits(float(world * (world + 1) / 2 * (j % 5 + 1)))) ++wrong;
   g.barrier();  // no peer still reads this rank's buffer
-  for (int r = 0; r < world; ++r)
-    if (r != rank) TEST_CUDA(cudaIpcCloseMemHandle(p.buf[r]));
-  TEST_CUDA(cudaFree(p.buf[rank]));
+  mem.reset();
   TEST_CUDA(cudaFree(d_in));
   TEST_CUDA(cudaFree(d_out));
   TEST_CUDA(cudaFree(p.state));
@@ -307,21 +300,13 @@ int run_rank(Group& g, const Options& o) {
   const double state_pdl = graph_us([&] { launch_pdl(s, 1, 32, state_kernel_pdl, done); });
 
   // One flag word per peer in every rank's buffer: flags[src] is written by rank src.
-  uint64_t* flags = nullptr;
-  TEST_CUDA(cudaMalloc(&flags, 8 * sizeof(uint64_t)));
-  TEST_CUDA(cudaMemset(flags, 0, 8 * sizeof(uint64_t)));
+  std::unique_ptr<customar::detail::PeerMemory> flag_mem =
+      customar::detail::open_ipc_peer_memory(g, rank, 8 * sizeof(uint64_t));
+  uint64_t* flags = static_cast<uint64_t*>(flag_mem->local());
+  std::vector<uint64_t*> peer(world, nullptr);
+  for (int r = 0; r < world; ++r) peer[r] = static_cast<uint64_t*>(flag_mem->peer(r));
   unsigned long long* ns = nullptr;
   TEST_CUDA(cudaMallocHost(&ns, sizeof(*ns)));
-  cudaIpcMemHandle_t mine{};
-  TEST_CUDA(cudaIpcGetMemHandle(&mine, flags));
-  std::vector<cudaIpcMemHandle_t> handles = all_gather_value(g, mine);
-  std::vector<uint64_t*> peer(world, nullptr);
-  for (int r = 0; r < world; ++r)
-    if (r != rank) {
-      void* p = nullptr;
-      TEST_CUDA(cudaIpcOpenMemHandle(&p, handles[r], cudaIpcMemLazyEnablePeerAccess));
-      peer[r] = static_cast<uint64_t*>(p);
-    }
   TEST_CUDA(cudaDeviceSynchronize());
   g.barrier();
   // Rank 0 against each peer in turn, volatile then release/acquire; the other ranks wait at the barrier. Flag values
@@ -371,9 +356,7 @@ int run_rank(Group& g, const Options& o) {
     std::printf("%-22s %8.2f\n", "mini-push-64", mini64);
   }
   g.barrier();
-  for (int r = 0; r < world; ++r)
-    if (peer[r] != nullptr) TEST_CUDA(cudaIpcCloseMemHandle(peer[r]));
-  TEST_CUDA(cudaFree(flags));
+  flag_mem.reset();
   TEST_CUDA(cudaFree(done));
   TEST_CUDA(cudaFreeHost(ns));
   TEST_CUDA(cudaStreamDestroy(s));

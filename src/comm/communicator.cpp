@@ -8,6 +8,7 @@
 #include "comm/bench_access.h"
 #include "comm/custom_backend.h"
 #include "common/check.h"
+#include "common/device_guard.h"
 #include "common/log.h"
 #include "common/serialize.h"
 #include "customar/config.h"
@@ -23,6 +24,8 @@ namespace customar {
 
 namespace {
 
+using detail::DeviceGuard;
+
 // Staging bounds: below 1 MiB the two-shot range would be tiny; above 64 MiB NCCL is at least as fast on every
 // machine measured (anchors: NCCL matches the best custom kernels from 64 MiB on).
 constexpr size_t kMinCapacity = size_t(1) << 20;
@@ -32,22 +35,6 @@ constexpr size_t kMaxCapacity = size_t(64) << 20;
 // so CUSTOMAR_ALGO=oneshot_push can be exercised at any world size.
 constexpr size_t kMinPushCapacity = size_t(256) << 10;
 constexpr size_t kMaxPushCapacity = size_t(4) << 20;
-
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) {
-    CUSTOMAR_CUDA_CHECK(cudaGetDevice(&saved_));
-    if (saved_ != device) CUSTOMAR_CUDA_CHECK(cudaSetDevice(device));
-    changed_ = saved_ != device;
-  }
-  ~DeviceGuard() {
-    if (changed_) (void)cudaSetDevice(saved_);
-  }
-
- private:
-  int saved_ = 0;
-  bool changed_ = false;
-};
 
 }  // namespace
 

@@ -5,24 +5,14 @@
 #include <algorithm>
 
 #include "common/check.h"
+#include "common/device_guard.h"
 #include "customar/group.h"
 
 namespace customar {
 
 namespace {
 
-// Restores the caller's current device when the exchange is done: customar never leaves the device changed.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) {
-    CUSTOMAR_CUDA_CHECK(cudaGetDevice(&saved_));
-    if (saved_ != device) CUSTOMAR_CUDA_CHECK(cudaSetDevice(device));
-  }
-  ~DeviceGuard() { (void)cudaSetDevice(saved_); }
-
- private:
-  int saved_ = 0;
-};
+using detail::DeviceGuard;
 
 class NcclGroup final : public Group {
  public:

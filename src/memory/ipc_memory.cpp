@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "common/check.h"
+#include "common/device_guard.h"
 #include "common/log.h"
 #include "common/serialize.h"
 #include "group/agree.h"
@@ -14,8 +15,11 @@ namespace {
 
 class IpcPeerMemory final : public PeerMemory {
  public:
-  IpcPeerMemory(Group& group, int device, size_t bytes) : rank_(group.rank()), bytes_(bytes) {
+  IpcPeerMemory(Group& group, int device, size_t bytes) : rank_(group.rank()), device_(device), bytes_(bytes) {
     ptrs_.assign(group.size(), nullptr);
+    // The allocation, the handle and the peer mappings all belong to `device`, whatever the caller's current device
+    // is (a test tool with its own static CUDA runtime has its own idea of the current device).
+    DeviceGuard on_device(device);
     try {
       // Local part first, its outcome then travels with the handle: a rank whose allocation failed still takes part
       // in the one exchange, so no rank reads an error message as a handle (or waits for a handle never sent).
@@ -68,15 +72,23 @@ class IpcPeerMemory final : public PeerMemory {
 
  private:
   void release() {
+    // Best effort from a destructor: a device that cannot be made current is logged, and the frees are still tried.
+    int saved = -1;
+    if (cudaGetDevice(&saved) != cudaSuccess || (saved != device_ && cudaSetDevice(device_) != cudaSuccess)) {
+      CUSTOMAR_WARN("MEM", "releasing peer memory: cannot make device %d current", device_);
+      (void)cudaGetLastError();
+    }
     for (size_t r = 0; r < ptrs_.size(); ++r) {
       if (ptrs_[r] == nullptr) continue;
       cudaError_t err = static_cast<int>(r) == rank_ ? cudaFree(ptrs_[r]) : cudaIpcCloseMemHandle(ptrs_[r]);
       if (err != cudaSuccess) CUSTOMAR_WARN("MEM", "releasing rank %zu's buffer: %s", r, cudaGetErrorName(err));
       ptrs_[r] = nullptr;
     }
+    if (saved >= 0 && saved != device_) (void)cudaSetDevice(saved);
   }
 
   int rank_;
+  int device_;
   size_t bytes_;
   std::vector<void*> ptrs_;
 };
