@@ -63,11 +63,12 @@ struct DeviceHandle {
 };
 
 // Local device counters. Kept on the device (not passed as arguments) so that replayed CUDA graphs stay correct.
-constexpr int kCounterEpoch = 0;       ///< custom calls completed (barrier flag values)
-constexpr int kCounterPushEpoch = 1;   ///< push calls completed (which of the 3 push buffers)
-constexpr int kCounterPushLast = 2;    ///< vectors of the last push call (what the next one must clear)
-constexpr int kCounterBlocksDone = 3;  ///< blocks of the current call that have finished
-constexpr int kCounterFailed = 4;      ///< set by a timed-out wait: every later kernel returns at once
-constexpr int kCounterCount = 5;
+constexpr int kCounterEpoch = 0;       ///< barrier calls (pull, two-shot) completed: flag values and staging parity
+constexpr int kCounterBlocksDone = 1;  ///< blocks of the current call that have finished
+/// The last push call: its buffer (0-2) | its vector count << 2, i.e. which buffer the next push uses and how much of
+/// the previous one it must re-arm. Beside kCounterFailed (16-byte aligned pair) so a push reads both in one load.
+constexpr int kCounterPushState = 2;
+constexpr int kCounterFailed = 3;  ///< set by a timed-out wait: every later kernel returns at once
+constexpr int kCounterCount = 4;
 
 }  // namespace customar::detail

@@ -114,10 +114,8 @@ __device__ __forceinline__ uint64_t* flag_slot(uint8_t* region, int phase, int b
 
 // Per-call state every block keeps in shared memory.
 struct CallState {
-  uint64_t epoch;       // 1 + the number of custom calls completed before this one
-  uint64_t push_epoch;  // 1 + the number of push calls completed before this one
-  uint64_t push_last;   // vectors of the previous push call
-  int abort;            // set when a wait timed out: the block leaves without finishing
+  uint64_t epoch;  // 1 + the number of barrier calls completed before this one (push calls keep their own state)
+  int abort;       // set when a wait timed out: the block leaves without finishing
 };
 
 // Reads this call's counters into shared memory. The caller has passed pdl_wait() (if it launched with PDL) and may
@@ -126,8 +124,6 @@ __device__ __forceinline__ void read_counters(const DeviceHandle& h, CallState& 
   if (threadIdx.x == 0) {
     // Written by the previous custom kernel's last block; the kernel boundary (or pdl_wait) makes it visible.
     s.epoch = h.counters[kCounterEpoch] + 1;
-    s.push_epoch = h.counters[kCounterPushEpoch] + 1;
-    s.push_last = h.counters[kCounterPushLast];
     // After a timeout the communicator is broken; kernels already queued (a replayed graph holds many) must not
     // each wait out the timeout again.
     s.abort = h.counters[kCounterFailed] != 0;
@@ -141,26 +137,20 @@ __device__ __forceinline__ void begin_call(const DeviceHandle& h, CallState& s) 
   read_counters(h, s);
 }
 
-// `push_vecs` >= 0 marks a push call: its epoch and size are recorded for the next push call.
-__device__ __forceinline__ void end_call(const DeviceHandle& h, const CallState& s, long long push_vecs) {
+// Thread 0 of each block, once per call: true in exactly one block, the last to finish. No fence needed: the counters
+// are read only by the next kernel, after this one has completed. A grid of one block (every small message) skips the
+// atomic round trip to L2, which is on the critical path of latency.
+__device__ __forceinline__ bool last_block_done(const DeviceHandle& h) {
+  if (gridDim.x == 1) return true;
+  unsigned long long* done = reinterpret_cast<unsigned long long*>(&h.counters[kCounterBlocksDone]);
+  const bool last = atomicAdd(done, 1ull) == gridDim.x - 1;  // every block has started and finished
+  if (last) *done = 0;
+  return last;
+}
+
+__device__ __forceinline__ void end_call(const DeviceHandle& h, const CallState& s) {
   __syncthreads();
-  if (threadIdx.x == 0) {
-    // No fence needed: the counters are read only by the next kernel, after this one has completed. A grid of one
-    // block (every small message) skips the atomic round trip to L2, which is on the critical path of latency.
-    bool last = gridDim.x == 1;
-    if (!last) {
-      unsigned long long* done = reinterpret_cast<unsigned long long*>(&h.counters[kCounterBlocksDone]);
-      last = atomicAdd(done, 1ull) == gridDim.x - 1;  // the last block: every block has started and finished
-      if (last) *done = 0;
-    }
-    if (last) {
-      h.counters[kCounterEpoch] = s.epoch;
-      if (push_vecs >= 0) {
-        h.counters[kCounterPushEpoch] = s.push_epoch;
-        h.counters[kCounterPushLast] = static_cast<uint64_t>(push_vecs);
-      }
-    }
-  }
+  if (threadIdx.x == 0 && last_block_done(h)) h.counters[kCounterEpoch] = s.epoch;
 }
 
 __device__ __forceinline__ void mark_failed(const DeviceHandle& h, CallState& s, int error_word) {

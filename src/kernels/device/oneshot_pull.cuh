@@ -27,7 +27,7 @@ __device__ __forceinline__ void oneshot_pull_body(const DeviceHandle& h, const T
 #pragma unroll
   for (int r = 0; r < W; ++r) src[r] = staging(h, r, s.epoch);
   reduce_range<T, W, kUnroll<W>>(src, beg, end, out, out_aligned, nullptr);
-  end_call(h, s, -1);
+  end_call(h, s);
 }
 
 }  // namespace customar::detail

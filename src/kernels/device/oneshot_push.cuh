@@ -10,10 +10,10 @@
 
 namespace customar::detail {
 
-__device__ __forceinline__ uint4* push_slot(const DeviceHandle& h, int owner, uint64_t push_epoch, int src) {
+__device__ __forceinline__ uint4* push_slot(const DeviceHandle& h, int owner, unsigned buf, int src) {
   size_t slot_vecs = h.push_capacity / 16;
   size_t base = kStagingOffset + 2 * h.capacity;
-  return reinterpret_cast<uint4*>(h.regions[owner] + base) + ((push_epoch % 3) * h.world + src) * slot_vecs;
+  return reinterpret_cast<uint4*>(h.regions[owner] + base) + (size_t(buf) * h.world + src) * slot_vecs;
 }
 
 __device__ __forceinline__ void st_volatile_v4(uint4* p, const uint4& v) {
@@ -58,20 +58,35 @@ __device__ __forceinline__ uint32_t unsentinel(uint32_t w) {
   }
 }
 
-template <typename T, int W, bool kPdl>
-__device__ __forceinline__ void oneshot_push_body(const DeviceHandle& h, const T* in, T* out, size_t nvec,
-                                                  bool in_aligned, bool out_aligned) {
-  __shared__ CallState s;
-  // The block size is chosen per call (a small message needs fewer than kThreads threads).
+// The rare part of a poll, once every kPollCheckSpins spins: true (and the communicator marked failed) when a peer
+// announced that it gave up or rank `r` has not delivered within the timeout.
+__device__ __forceinline__ bool push_wait_expired(const DeviceHandle& h, int r, uint64_t& start) {
+  CallState s;  // mark_failed's abort flag; the push carries its abort in the poll's result instead
+  if (peer_gave_up(h, s)) return true;
+  const uint64_t now = global_timer_ns();
+  if (start == 0) {
+    start = now;
+    return false;
+  }
+  if (now - start <= h.timeout_ns) return false;
+  report_timeout(h, s, r);
+  return true;
+}
+
+// The poll checks for a timeout or a departed peer once every this many spins (each spin one L2 round trip of a few
+// hundred ns, so a check well under every millisecond), as mini-push does. Rarer checks and no give-up test in the
+// loop condition were together worth 0.04-0.09 us at 1 KiB (bench/NOTES.md 14).
+constexpr uint32_t kPollCheckSpins = 1024;
+
+// Send, re-arm, receive. kOne: every loop runs at most once (the message and the previous push each fit in one vector
+// per thread, which covers every decode-sized message). The loops are the same code either way; removing their back
+// edges from the common case took 0.12 us off a 1 KiB push (bench/NOTES.md 14), a uniform branch picks the variant.
+// A thread that gives up waiting returns at once (the communicator is then marked failed).
+template <typename T, int W, bool kPdl, bool kOne>
+__device__ __forceinline__ void push_exchange(const DeviceHandle& h, const T* in, T* out, size_t nvec, size_t last,
+                                              unsigned buf, uint4 v0, bool in_aligned, bool out_aligned) {
   const size_t stride = size_t(gridDim.x) * blockDim.x;
   const size_t first = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  pdl_wait<kPdl>();
-  // Load the first input vector before reading the counters, so the two loads' latencies overlap.
-  uint4 v0 = make_uint4(0, 0, 0, 0);
-  if (first < nvec) v0 = load_user(in, first, in_aligned);
-  read_counters(h, s);
-  if (s.abort) return;
-
   // Send: each vector to its slot in every rank (this one included, so every rank reduces the same bits in the same
   // order and results are bitwise identical).
   for (size_t i = first; i < nvec; i += stride) {
@@ -81,26 +96,29 @@ __device__ __forceinline__ void oneshot_push_body(const DeviceHandle& h, const T
     v.z = unsentinel<T>(v.z);
     v.w = unsentinel<T>(v.w);
 #pragma unroll
-    for (int r = 0; r < W; ++r) st_volatile_v4(push_slot(h, r, s.push_epoch, h.rank) + i, v);
+    for (int r = 0; r < W; ++r) st_volatile_v4(push_slot(h, r, buf, h.rank) + i, v);
+    if constexpr (kOne) break;
   }
   pdl_launch_dependents<kPdl>();
 
   // Re-arm the buffer the previous push call read (local stores only), sized by that call.
   {
-    const size_t last = static_cast<size_t>(s.push_last);
     const uint4 sentinel = make_uint4(kSentinelWord, kSentinelWord, kSentinelWord, kSentinelWord);
+    const unsigned old_buf = buf == 0 ? 2u : buf - 1u;
     for (int r = 0; r < W; ++r) {
-      uint4* old = push_slot(h, h.rank, s.push_epoch + 2, r);
-      for (size_t i = first; i < last; i += stride) old[i] = sentinel;
+      uint4* old = push_slot(h, h.rank, old_buf, r);
+      for (size_t i = first; i < last; i += stride) {
+        old[i] = sentinel;
+        if constexpr (kOne) break;
+      }
     }
   }
 
   // Receive and reduce, in fixed rank order.
   const uint4* slot[W];
 #pragma unroll
-  for (int r = 0; r < W; ++r) slot[r] = push_slot(h, h.rank, s.push_epoch, r);
-  bool timed_out = false;
-  for (size_t i = first; i < nvec && !timed_out; i += stride) {
+  for (int r = 0; r < W; ++r) slot[r] = push_slot(h, h.rank, buf, r);
+  for (size_t i = first; i < nvec; i += stride) {
     // Every rank's slot is loaded before any is tested: the W polls then cost one load latency, not W in a row.
     uint4 got[W];
 #pragma unroll
@@ -108,31 +126,56 @@ __device__ __forceinline__ void oneshot_push_body(const DeviceHandle& h, const T
     float acc[Elem<T>::kPerVec] = {};
 #pragma unroll
     for (int r = 0; r < W; ++r) {
-      uint4 v = got[r];
       uint64_t start = 0;
-      for (uint32_t spins = 0; !vec_ready<T>(v) && !timed_out; ++spins) {
-        v = ld_volatile_v4(slot[r] + i);
-        if ((spins & 255u) != 255u) continue;
-        if (peer_gave_up(h, s)) {
-          timed_out = true;
-          break;
-        }
-        uint64_t now = global_timer_ns();
-        if (start == 0) {
-          start = now;
-        } else if (now - start > h.timeout_ns) {
-          report_timeout(h, s, r);
-          timed_out = true;
-        }
+      for (uint32_t spins = 1; !vec_ready<T>(got[r]); ++spins) {
+        got[r] = ld_volatile_v4(slot[r] + i);
+        if (spins % kPollCheckSpins != 0) continue;
+        if (push_wait_expired(h, r, start)) return;
       }
-      accumulate<T>(acc, v);
+      accumulate<T>(acc, got[r]);
     }
-    if (!timed_out) store_user(out, i, pack<T>(acc), out_aligned);
+    store_user(out, i, pack<T>(acc), out_aligned);
+    if constexpr (kOne) break;
   }
-  // Every thread reaches this barrier, also those that gave up, so none is left waiting on an exited one.
+}
+
+template <typename T, int W, bool kPdl>
+__device__ __forceinline__ void oneshot_push_body(const DeviceHandle& h, const T* in, T* out, size_t nvec,
+                                                  bool in_aligned, bool out_aligned) {
+  // The whole call state is one shared word: (vectors of the previous push << 8) | (failed << 2) | this call's buffer,
+  // read and written once per call, where the barrier kernels keep a CallState (bench/NOTES.md 12-14).
+  __shared__ unsigned long long state;
+  const size_t stride = size_t(gridDim.x) * blockDim.x;
+  const size_t first = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  pdl_wait<kPdl>();
+  // Load the first input vector before reading the counters, so the two loads' latencies overlap.
+  uint4 v0 = make_uint4(0, 0, 0, 0);
+  if (first < nvec) v0 = load_user(in, first, in_aligned);
+  if (threadIdx.x == 0) {
+    // Written by the previous push's last block; the kernel boundary (or pdl_wait) makes it visible. The push state
+    // and the failed flag sit in one 16-byte-aligned pair (cudaMalloc aligns the counters to 256 bytes): one load.
+    const ulonglong2 c = *reinterpret_cast<const ulonglong2*>(h.counters + kCounterPushState);
+    const unsigned long long prev = c.x & 3u;
+    state = ((c.x >> 2) << 8) | (c.y != 0 ? 4u : 0u) | (prev == 2 ? 0u : prev + 1);
+  }
   __syncthreads();
-  if (s.abort) return;
-  end_call(h, s, static_cast<long long>(nvec));
+  const unsigned long long word = state;
+  // After a timeout the communicator is broken; kernels already queued (a replayed graph holds many) must not each
+  // wait out the timeout again.
+  if (word & 4u) return;
+  const unsigned buf = static_cast<unsigned>(word & 3u);
+  const size_t last = static_cast<size_t>(word >> 8);
+  // Uniform across the grid (nvec, last and the grid size are), so no block diverges from another.
+  if (nvec <= stride && last <= stride)
+    push_exchange<T, W, kPdl, true>(h, in, out, nvec, last, buf, v0, in_aligned, out_aligned);
+  else
+    push_exchange<T, W, kPdl, false>(h, in, out, nvec, last, buf, v0, in_aligned, out_aligned);
+  // Every thread reaches this barrier, also those that gave up, so none is left waiting on an exited one. The state
+  // is recorded even after a timeout: that marked the communicator failed, so no later push reads it (each returns at
+  // its first load). A __syncthreads_or that skipped the record cost 0.03-0.05 us at 1-4 KiB (bench/NOTES.md 14).
+  __syncthreads();
+  if (threadIdx.x == 0 && last_block_done(h))
+    h.counters[kCounterPushState] = (static_cast<unsigned long long>(nvec) << 2) | buf;
 }
 
 }  // namespace customar::detail

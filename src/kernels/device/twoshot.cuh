@@ -56,7 +56,7 @@ __device__ __forceinline__ void twoshot_body(const DeviceHandle& h, const T* in,
     Range r = twoshot_slice(nvec, W, q);
     copy_out<kUnroll<W>>(src[q], r.beg, r.end, out, out_aligned);
   }
-  end_call(h, s, -1);
+  end_call(h, s);
 }
 
 }  // namespace customar::detail
