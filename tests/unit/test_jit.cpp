@@ -216,3 +216,17 @@ TEST(V2Launch, PushShapeCoversEveryVectorOncePerThreadUpToTheCap) {
     }
   }
 }
+
+TEST(V2Launch, PushShapeGivesEveryDecodeSizeOneThreadPerVector) {
+  // The push runs straight-line code (no loop back edges, 0.12 us at 1 KiB: bench/NOTES.md 14) only when every vector
+  // has its own thread. With the built-in shape and 128 agreed blocks (any GPU with 128+ SMs) that must hold up to
+  // 1 MiB of 16-byte vectors, the largest built-in push threshold.
+  for (size_t nvec : {size_t(1), size_t(64), size_t(256), size_t(257), size_t(1000), size_t(4096), size_t(32768),
+                      size_t(65535), size_t(65536)}) {
+    PushShape s = push_shape(nvec, 128, 0);
+    EXPECT_GE(size_t(s.blocks) * s.threads, nvec) << nvec;
+  }
+  // Past it the grid is capped and the kernel loops.
+  PushShape big = push_shape(65537, 128, 0);
+  EXPECT_LT(size_t(big.blocks) * big.threads, size_t(65537));
+}
