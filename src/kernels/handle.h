@@ -63,12 +63,16 @@ struct DeviceHandle {
 };
 
 // Local device counters. Kept on the device (not passed as arguments) so that replayed CUDA graphs stay correct.
+/// The push's grid never has more blocks than this (it has no per-block flags; four 128-thread blocks fit on an SM).
+constexpr int kMaxPushBlocks = 512;
+
 constexpr int kCounterEpoch = 0;       ///< barrier calls (pull, two-shot) completed: flag values and staging parity
-constexpr int kCounterBlocksDone = 1;  ///< blocks of the current call that have finished
-/// The last push call: its buffer (0-2) | its vector count << 2, i.e. which buffer the next push uses and how much of
-/// the previous one it must re-arm. Beside kCounterFailed (16-byte aligned pair) so a push reads both in one load.
-constexpr int kCounterPushState = 2;
-constexpr int kCounterFailed = 3;  ///< set by a timed-out wait: every later kernel returns at once
-constexpr int kCounterCount = 4;
+constexpr int kCounterBlocksDone = 1;  ///< blocks of the current barrier call that have finished
+constexpr int kCounterFailed = 2;      ///< set by a timed-out wait: every later kernel returns at once
+/// First of kMaxPushBlocks slots, each the last push call's buffer (0-2) | its vector count << 2: which buffer the
+/// next push uses and how much of the previous one it re-arms. Every push call writes every slot; block b reads slot
+/// b, which only block b of a call writes, so no block waits for the others to record the call.
+constexpr int kCounterPushState = 4;
+constexpr int kCounterCount = kCounterPushState + kMaxPushBlocks;
 
 }  // namespace customar::detail

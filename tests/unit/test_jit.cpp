@@ -197,7 +197,7 @@ TEST(V2Launch, PushShapeCoversEveryVectorOncePerThreadUpToTheCap) {
   EXPECT_EQ(push_shape(257, 128, 0).blocks, 3u);
   EXPECT_EQ(push_shape(257, 128, 0).threads, 128u);
   EXPECT_EQ(push_shape(4096, 128, 128).blocks, 32u);
-  EXPECT_EQ(push_shape(size_t(1) << 20, 128, 128).blocks, 512u);
+  EXPECT_EQ(push_shape(size_t(1) << 20, 128, 128).blocks, unsigned(kMaxPushBlocks));
   EXPECT_EQ(push_shape(513, 128, 512).blocks, 2u);
   EXPECT_EQ(push_shape(513, 128, 512).threads, 512u);
   for (int threads : {0, 32, 128, 256, 512}) {
@@ -207,8 +207,9 @@ TEST(V2Launch, PushShapeCoversEveryVectorOncePerThreadUpToTheCap) {
       EXPECT_LE(s.threads, 512u);
       EXPECT_EQ(s.threads % 32, 0u);
       EXPECT_GE(s.blocks, 1u);
-      // Every vector has a thread unless the grid is at its cap (the kernel loops).
-      EXPECT_LE(s.blocks, 512u);
+      // Every vector has a thread unless the grid is at its cap (the kernel loops). The cap is also what the push's
+      // state slots cover (block b reads slot b of kMaxPushBlocks), so a bigger grid would read past them.
+      EXPECT_LE(s.blocks, unsigned(kMaxPushBlocks));
       EXPECT_LE(size_t(s.blocks) * s.threads, size_t(128) * 512);
       if (s.blocks < 512u && size_t(s.blocks) * s.threads < size_t(128) * 512) {
         EXPECT_GE(size_t(s.blocks) * s.threads, nvec) << threads << " " << nvec;

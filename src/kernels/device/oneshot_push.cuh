@@ -152,11 +152,12 @@ __device__ __forceinline__ void oneshot_push_body(const DeviceHandle& h, const T
   uint4 v0 = make_uint4(0, 0, 0, 0);
   if (first < nvec) v0 = load_user(in, first, in_aligned);
   if (threadIdx.x == 0) {
-    // Written by the previous push's last block; the kernel boundary (or pdl_wait) makes it visible. The push state
-    // and the failed flag sit in one 16-byte-aligned pair (cudaMalloc aligns the counters to 256 bytes): one load.
-    const ulonglong2 c = *reinterpret_cast<const ulonglong2*>(h.counters + kCounterPushState);
-    const unsigned long long prev = c.x & 3u;
-    state = ((c.x >> 2) << 8) | (c.y != 0 ? 4u : 0u) | (prev == 2 ? 0u : prev + 1);
+    // Written by the previous push call (every block of it has finished: the kernel boundary, or pdl_wait, makes it
+    // visible). Two independent loads, one round trip.
+    const unsigned long long c = h.counters[kCounterPushState + blockIdx.x];
+    const unsigned long long failed = h.counters[kCounterFailed];
+    const unsigned long long prev = c & 3u;
+    state = ((c >> 2) << 8) | (failed != 0 ? 4u : 0u) | (prev == 2 ? 0u : prev + 1);
   }
   __syncthreads();
   const unsigned long long word = state;
@@ -170,12 +171,16 @@ __device__ __forceinline__ void oneshot_push_body(const DeviceHandle& h, const T
     push_exchange<T, W, kPdl, true>(h, in, out, nvec, last, buf, v0, in_aligned, out_aligned);
   else
     push_exchange<T, W, kPdl, false>(h, in, out, nvec, last, buf, v0, in_aligned, out_aligned);
-  // Every thread reaches this barrier, also those that gave up, so none is left waiting on an exited one. The state
-  // is recorded even after a timeout: that marked the communicator failed, so no later push reads it (each returns at
-  // its first load). A __syncthreads_or that skipped the record cost 0.03-0.05 us at 1-4 KiB (bench/NOTES.md 14).
-  __syncthreads();
-  if (threadIdx.x == 0 && last_block_done(h))
-    h.counters[kCounterPushState] = (static_cast<unsigned long long>(nvec) << 2) | buf;
+  // Record this call for the next push in every slot: slot s by block s % gridDim.x, so a block writes its own slot
+  // (after reading it) and slots no block of this call reads. No block waits for another: electing a last block to
+  // write one shared word (an atomic round trip at the end of every multi-block call) cost 0.15-0.3 us from 8 KiB to
+  // 1 MiB. A single-block call pays 0.05-0.1 us for its 512 stores; a generation-tagged record that spared it those
+  // lost more above 4 KiB (bench/NOTES.md 15). A thread that gave up records too: it has marked the communicator
+  // failed, so no later push reads the slots.
+  const unsigned long long record = (static_cast<unsigned long long>(nvec) << 2) | buf;
+  for (unsigned slot = blockIdx.x + threadIdx.x * gridDim.x; slot < unsigned(kMaxPushBlocks);
+       slot += blockDim.x * gridDim.x)
+    h.counters[kCounterPushState + slot] = record;
 }
 
 }  // namespace customar::detail

@@ -42,9 +42,6 @@ int algo_index(Algo a) {
 }
 }  // namespace
 
-// The push has no per-block flags, so its grid may exceed kMaxBlocks: with 128-thread blocks, four fit on an SM.
-constexpr size_t kMaxPushBlocks = 512;
-
 PushShape push_shape(size_t nvec, int max_blocks, int threads) {
   // Built-in shape, from the block-shape sweep on 2x H200 (bench/NOTES.md): one block while the message fits 256
   // threads (a second block costs more than the extra warps), then blocks of 128 threads, which from 8 KiB on beat
@@ -55,7 +52,8 @@ PushShape push_shape(size_t nvec, int max_blocks, int threads) {
     // One block with one thread per vector (whole warps).
     return {1u, static_cast<unsigned>(nvec < 32 ? 32 : (nvec + 31) / 32 * 32)};
   }
-  const size_t cap = std::clamp<size_t>(static_cast<size_t>(max_blocks) * kThreads / per_block, 1, kMaxPushBlocks);
+  const size_t cap =
+      std::clamp<size_t>(static_cast<size_t>(max_blocks) * kThreads / per_block, 1, size_t(kMaxPushBlocks));
   const size_t blocks = std::min((nvec + per_block - 1) / per_block, cap);
   return {static_cast<unsigned>(blocks), static_cast<unsigned>(per_block)};
 }
