@@ -1,6 +1,6 @@
-// The host object behind the custom kernels: peer-shared regions, the device epoch counter, the host-mapped error
-// word. It exists only once every rank has built it and proved, by a probe through the mapped memory, that peer
-// writes land; it hands the kernels a plain DeviceHandle.
+// The host object behind the custom kernels: peer-shared regions, the device counters (barrier epoch, push state
+// slots), the host-mapped error word. It exists only once every rank has built it and proved, by a probe through the
+// mapped memory, that peer writes land; it hands the kernels a plain DeviceHandle.
 #pragma once
 
 #include <cuda_runtime_api.h>

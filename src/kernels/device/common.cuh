@@ -122,7 +122,7 @@ struct CallState {
 // have issued independent loads first, so their latencies overlap.
 __device__ __forceinline__ void read_counters(const DeviceHandle& h, CallState& s) {
   if (threadIdx.x == 0) {
-    // Written by the previous custom kernel's last block; the kernel boundary (or pdl_wait) makes it visible.
+    // Written by the previous barrier kernel's last block; the kernel boundary (or pdl_wait) makes it visible.
     s.epoch = h.counters[kCounterEpoch] + 1;
     // After a timeout the communicator is broken; kernels already queued (a replayed graph holds many) must not
     // each wait out the timeout again.
