@@ -8,8 +8,8 @@
 //   graph-empty-pdl    the same with programmatic dependent launch (what V2 launches with).
 //   graph-2blocks-pdl  the same with two blocks.
 //   graph-state-pdl    one block that reads its call state from device memory after the PDL wait and writes the next
-//                      one at its end, as every customar kernel does (graphs replay fixed arguments, so the state that
-//                      picks buffers and flag values must live in device memory).
+//                      one at its end, as every customar kernel keeps its state (graphs replay fixed arguments, so the
+//                      state that picks buffers and flag values must live in device memory).
 //   graph-atomic-pdl   two blocks that meet on one device-memory counter (an atomic with return from each), the way
 //                      customar's kernels elected a last block before per-block counter slots.
 //   nvlink-oneway-*    half of a one-flag round trip between rank 0 and each other rank, one thread each side:
@@ -29,6 +29,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <string>
@@ -59,7 +60,8 @@ __global__ void empty_kernel_pdl() {
   pdl_launch_dependents<true>();
 }
 
-// Each block's thread 0 adds one; the last block resets the counter, as end_call() does.
+// Each block's thread 0 adds one; the last block resets the counter, as last_block_done() does for the barrier
+// kernels (the push no longer elects a last block: bench/NOTES.md 15).
 __global__ void atomic_kernel_pdl(unsigned long long* done) {
   pdl_wait<true>();
   pdl_launch_dependents<true>();
@@ -228,6 +230,17 @@ MiniKernel mini_kernel(int world) {
   }
 }
 
+// Peer buffers for one measurement, mapped by the library (allocated on this rank's device, zeroed). Freed only after
+// the barrier that tells this rank no peer still writes into them; on the way out through an exception that barrier
+// was skipped, so the mapping is left for process exit instead of freed under a peer's kernel.
+struct PeerBuffers {
+  std::unique_ptr<customar::detail::PeerMemory> mem;
+  const int uncaught = std::uncaught_exceptions();
+  ~PeerBuffers() {
+    if (std::uncaught_exceptions() > uncaught) (void)mem.release();
+  }
+};
+
 // mini-push with `threads` vectors, timed like every other row; throws if any rank's result is wrong or a poll gave
 // up, so a row is never a number from a broken exchange.
 double mini_push_us(Group& g, const Options& o, cudaStream_t s, int threads) {
@@ -235,10 +248,8 @@ double mini_push_us(Group& g, const Options& o, cudaStream_t s, int threads) {
   const size_t buf_vecs = size_t(3) * kMaxRanks * kMiniVecs;
   MiniPush p{};
   p.rank = rank;
-  // Peer buffers come from the library's own IPC mapping (allocated on this rank's device, zeroed, then armed here).
-  std::unique_ptr<customar::detail::PeerMemory> mem =
-      customar::detail::open_ipc_peer_memory(g, rank, buf_vecs * sizeof(uint4));
-  for (int r = 0; r < world; ++r) p.buf[r] = static_cast<uint4*>(mem->peer(r));
+  PeerBuffers bufs{customar::detail::open_ipc_peer_memory(g, rank, buf_vecs * sizeof(uint4))};  // armed below
+  for (int r = 0; r < world; ++r) p.buf[r] = static_cast<uint4*>(bufs.mem->peer(r));
   std::vector<uint32_t> armed(buf_vecs * 4, kSentinelWord);
   TEST_CUDA(cudaMemcpy(p.buf[rank], armed.data(), buf_vecs * sizeof(uint4), cudaMemcpyHostToDevice));
   // Input lane k of vector i on rank r: (r + 1) * m with m = (8i + k) % 5 + 1; every sum is a whole number under 256,
@@ -269,7 +280,7 @@ double mini_push_us(Group& g, const Options& o, cudaStream_t s, int threads) {
   for (size_t j = 0; j < size_t(threads) * 8; ++j)
     if (out[j] != bf16_bits(float(world * (world + 1) / 2 * (j % 5 + 1)))) ++wrong;
   g.barrier();  // no peer still reads this rank's buffer
-  mem.reset();
+  bufs.mem.reset();
   TEST_CUDA(cudaFree(d_in));
   TEST_CUDA(cudaFree(d_out));
   TEST_CUDA(cudaFree(p.state));
@@ -300,11 +311,10 @@ int run_rank(Group& g, const Options& o) {
   const double state_pdl = graph_us([&] { launch_pdl(s, 1, 32, state_kernel_pdl, done); });
 
   // One flag word per peer in every rank's buffer: flags[src] is written by rank src.
-  std::unique_ptr<customar::detail::PeerMemory> flag_mem =
-      customar::detail::open_ipc_peer_memory(g, rank, 8 * sizeof(uint64_t));
-  uint64_t* flags = static_cast<uint64_t*>(flag_mem->local());
+  PeerBuffers flag_bufs{customar::detail::open_ipc_peer_memory(g, rank, 8 * sizeof(uint64_t))};
+  uint64_t* flags = static_cast<uint64_t*>(flag_bufs.mem->local());
   std::vector<uint64_t*> peer(world, nullptr);
-  for (int r = 0; r < world; ++r) peer[r] = static_cast<uint64_t*>(flag_mem->peer(r));
+  for (int r = 0; r < world; ++r) peer[r] = static_cast<uint64_t*>(flag_bufs.mem->peer(r));
   unsigned long long* ns = nullptr;
   TEST_CUDA(cudaMallocHost(&ns, sizeof(*ns)));
   TEST_CUDA(cudaDeviceSynchronize());
@@ -356,7 +366,7 @@ int run_rank(Group& g, const Options& o) {
     std::printf("%-22s %8.2f\n", "mini-push-64", mini64);
   }
   g.barrier();
-  flag_mem.reset();
+  flag_bufs.mem.reset();
   TEST_CUDA(cudaFree(done));
   TEST_CUDA(cudaFreeHost(ns));
   TEST_CUDA(cudaStreamDestroy(s));

@@ -63,15 +63,18 @@ struct DeviceHandle {
 };
 
 // Local device counters. Kept on the device (not passed as arguments) so that replayed CUDA graphs stay correct.
-/// The push's grid never has more blocks than this (it has no per-block flags; four 128-thread blocks fit on an SM).
+/// The push's grid never has more blocks than this: one state slot per block (kCounterPushState). 512 is four
+/// 128-thread blocks per SM on 128 agreed SMs; the host clamps the grid to it and refuses a launch above it.
 constexpr int kMaxPushBlocks = 512;
 
 constexpr int kCounterEpoch = 0;       ///< barrier calls (pull, two-shot) completed: flag values and staging parity
 constexpr int kCounterBlocksDone = 1;  ///< blocks of the current barrier call that have finished
-constexpr int kCounterFailed = 2;      ///< set by a timed-out wait: every later kernel returns at once
+constexpr int kCounterFailed = 2;      ///< set by a timed-out wait, never cleared: every later kernel returns at once
+// Index 3 is unused: it keeps the push slots 32-byte aligned.
 /// First of kMaxPushBlocks slots, each the last push call's buffer (0-2) | its vector count << 2: which buffer the
-/// next push uses and how much of the previous one it re-arms. Every push call writes every slot; block b reads slot
-/// b, which only block b of a call writes, so no block waits for the others to record the call.
+/// next push uses and how much of the previous one it re-arms. Every push call that runs writes every slot (one that
+/// finds kCounterFailed set returns first, and then so does every later one); block b reads slot b, which only block
+/// b of a call writes, so no block waits for the others to record the call.
 constexpr int kCounterPushState = 4;
 constexpr int kCounterCount = kCounterPushState + kMaxPushBlocks;
 

@@ -1,5 +1,6 @@
 #include <cuda_runtime_api.h>
 
+#include <optional>
 #include <vector>
 
 #include "common/check.h"
@@ -18,13 +19,15 @@ class IpcPeerMemory final : public PeerMemory {
   IpcPeerMemory(Group& group, int device, size_t bytes) : rank_(group.rank()), device_(device), bytes_(bytes) {
     ptrs_.assign(group.size(), nullptr);
     // The allocation, the handle and the peer mappings all belong to `device`, whatever the caller's current device
-    // is (a test tool with its own static CUDA runtime has its own idea of the current device).
-    DeviceGuard on_device(device);
+    // is (a test tool with its own static CUDA runtime has its own idea of the current device). Made current inside
+    // the local part, so a rank that cannot switch still takes part in the exchange; kept until the mappings exist.
+    std::optional<DeviceGuard> on_device;
     try {
       // Local part first, its outcome then travels with the handle: a rank whose allocation failed still takes part
       // in the one exchange, so no rank reads an error message as a handle (or waits for a handle never sent).
       cudaIpcMemHandle_t mine{};
       std::string err = local_error([&] {
+        on_device.emplace(device);
         CUSTOMAR_CUDA_CHECK(cudaMalloc(&ptrs_[rank_], bytes));
         // Zeroed before any peer can see it: flags start at 0 and epochs start at 1.
         CUSTOMAR_CUDA_CHECK(cudaMemset(ptrs_[rank_], 0, bytes));
@@ -74,9 +77,13 @@ class IpcPeerMemory final : public PeerMemory {
   void release() {
     // Best effort from a destructor: a device that cannot be made current is logged, and the frees are still tried.
     int saved = -1;
-    if (cudaGetDevice(&saved) != cudaSuccess || (saved != device_ && cudaSetDevice(device_) != cudaSuccess)) {
-      CUSTOMAR_WARN("MEM", "releasing peer memory: cannot make device %d current", device_);
-      (void)cudaGetLastError();
+    if (cudaGetDevice(&saved) != cudaSuccess) {
+      CUSTOMAR_WARN("MEM", "releasing peer memory: cannot query the current device; freeing on it");
+      saved = -1;
+    } else if (saved != device_ && cudaSetDevice(device_) != cudaSuccess) {
+      CUSTOMAR_WARN("MEM", "releasing peer memory: cannot make device %d current; freeing on device %d", device_,
+                    saved);
+      (void)cudaGetLastError();  // the failed switch's own error, so it is not reported as a later call's
     }
     for (size_t r = 0; r < ptrs_.size(); ++r) {
       if (ptrs_[r] == nullptr) continue;

@@ -211,7 +211,7 @@ TEST(V2Launch, PushShapeCoversEveryVectorOncePerThreadUpToTheCap) {
       // state slots cover (block b reads slot b of kMaxPushBlocks), so a bigger grid would read past them.
       EXPECT_LE(s.blocks, unsigned(kMaxPushBlocks));
       EXPECT_LE(size_t(s.blocks) * s.threads, size_t(128) * 512);
-      if (s.blocks < 512u && size_t(s.blocks) * s.threads < size_t(128) * 512) {
+      if (s.blocks < unsigned(kMaxPushBlocks) && size_t(s.blocks) * s.threads < size_t(128) * 512) {
         EXPECT_GE(size_t(s.blocks) * s.threads, nvec) << threads << " " << nvec;
       }
     }

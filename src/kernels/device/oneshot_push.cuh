@@ -1,6 +1,6 @@
 // One-shot push with the flag in the data (Lamport): every rank stores its input straight into a slot of every
 // peer's push buffer; receivers poll their own slots until no lane holds the sentinel, reduce, and the buffer is
-// re-armed with the sentinel two calls later. One NVLink crossing and no barrier: the lowest latency there is for
+// re-armed with the sentinel in the next push call. One NVLink crossing and no barrier: the lowest latency there is for
 // small messages. Three buffers rotate: a peer can be at most one push call ahead (it cannot finish call j+1 without
 // this rank's data of call j+1), so while this rank reads buffer j%3, peers may write only (j+1)%3, and the buffer
 // cleared in call j, (j+2)%3, was last read in call j-1.
@@ -176,7 +176,7 @@ __device__ __forceinline__ void oneshot_push_body(const DeviceHandle& h, const T
   // write one shared word (an atomic round trip at the end of every multi-block call) cost 0.15-0.3 us from 8 KiB to
   // 1 MiB. A single-block call pays 0.05-0.1 us for its 512 stores; a generation-tagged record that spared it those
   // lost more above 4 KiB (bench/NOTES.md 15). A thread that gave up records too: it has marked the communicator
-  // failed, so no later push reads the slots.
+  // failed, so every later push returns as soon as it has read them.
   const unsigned long long record = (static_cast<unsigned long long>(nvec) << 2) | buf;
   for (unsigned slot = blockIdx.x + threadIdx.x * gridDim.x; slot < unsigned(kMaxPushBlocks);
        slot += blockDim.x * gridDim.x)

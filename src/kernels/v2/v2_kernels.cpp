@@ -143,6 +143,10 @@ void V2Kernels::launch(Algo algo, const DeviceHandle& h, const void* in, void* o
   cudaLaunchConfig_t cfg{};
   if (algo == Algo::kOneshotPush) {
     const PushShape shape = push_shape(nvec, h.max_blocks, env().push_threads);
+    // The kernel reads its state from slot blockIdx.x of kMaxPushBlocks; push_shape clamps to it, this keeps it so.
+    if (shape.blocks > static_cast<unsigned>(kMaxPushBlocks))
+      throw Error("V2 push: a grid of " + std::to_string(shape.blocks) + " blocks exceeds the " +
+                  std::to_string(kMaxPushBlocks) + " push state slots (internal error; set CUSTOMAR_DISABLE_V2=1)");
     cfg.gridDim = dim3(shape.blocks);
     cfg.blockDim = dim3(shape.threads);
   } else {
