@@ -183,6 +183,21 @@ __device__ __forceinline__ bool peer_gave_up(const DeviceHandle& h, CallState& s
   return true;
 }
 
+// The rare part of every wait for rank `missing` (a barrier flag, a push slot), run once every so many spins: true,
+// and the call aborted, when a peer has announced that it gave up or the wait has lasted past the timeout. `start` is
+// the wait's own clock, 0 before its first check.
+__device__ __forceinline__ bool wait_expired(const DeviceHandle& h, CallState& s, int missing, uint64_t& start) {
+  if (peer_gave_up(h, s)) return true;
+  const uint64_t now = global_timer_ns();
+  if (start == 0) {
+    start = now;
+    return false;
+  }
+  if (now - start <= h.timeout_ns) return false;
+  report_timeout(h, s, missing);
+  return true;
+}
+
 // Block b of this rank meets block b of every peer. Thread t < world signals rank t and waits for rank t, so the
 // waits for all peers run in parallel. Returns false if a peer did not arrive within the timeout.
 template <int W>
@@ -195,14 +210,7 @@ __device__ __forceinline__ bool block_barrier(const DeviceHandle& h, int phase, 
     uint64_t start = 0;
     for (uint32_t spins = 0; ld_acquire_sys(mine) < s.epoch; ++spins) {
       if ((spins & 255u) != 255u) continue;  // read the timer rarely: it costs more than a flag load
-      if (peer_gave_up(h, s)) break;
-      uint64_t now = global_timer_ns();
-      if (start == 0) {
-        start = now;
-      } else if (now - start > h.timeout_ns) {
-        report_timeout(h, s, t);
-        break;
-      }
+      if (wait_expired(h, s, t, start)) break;
     }
   }
   __syncthreads();

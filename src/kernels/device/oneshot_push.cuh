@@ -58,21 +58,6 @@ __device__ __forceinline__ uint32_t unsentinel(uint32_t w) {
   }
 }
 
-// The rare part of a poll, once every kPollCheckSpins spins: true (and the communicator marked failed) when a peer
-// announced that it gave up or rank `r` has not delivered within the timeout.
-__device__ __forceinline__ bool push_wait_expired(const DeviceHandle& h, int r, uint64_t& start) {
-  CallState s;  // mark_failed's abort flag; the push carries its abort in the poll's result instead
-  if (peer_gave_up(h, s)) return true;
-  const uint64_t now = global_timer_ns();
-  if (start == 0) {
-    start = now;
-    return false;
-  }
-  if (now - start <= h.timeout_ns) return false;
-  report_timeout(h, s, r);
-  return true;
-}
-
 // The poll checks for a timeout or a departed peer once every this many spins (each spin one L2 round trip of a few
 // hundred ns, so a check well under every millisecond), as mini-push does. Rarer checks and no give-up test in the
 // loop condition were together worth 0.04-0.09 us at 1 KiB (bench/NOTES.md 14).
@@ -126,11 +111,12 @@ __device__ __forceinline__ void push_exchange(const DeviceHandle& h, const T* in
     float acc[Elem<T>::kPerVec] = {};
 #pragma unroll
     for (int r = 0; r < W; ++r) {
+      CallState s;  // wait_expired's abort flag; the push carries its abort by returning instead
       uint64_t start = 0;
       for (uint32_t spins = 1; !vec_ready<T>(got[r]); ++spins) {
         got[r] = ld_volatile_v4(slot[r] + i);
         if (spins % kPollCheckSpins != 0) continue;
-        if (push_wait_expired(h, r, start)) return;
+        if (wait_expired(h, s, r, start)) return;
       }
       accumulate<T>(acc, got[r]);
     }
