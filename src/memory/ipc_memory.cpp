@@ -76,22 +76,15 @@ class IpcPeerMemory final : public PeerMemory {
  private:
   void release() {
     // Best effort from a destructor: a device that cannot be made current is logged, and the frees are still tried.
-    int saved = -1;
-    if (cudaGetDevice(&saved) != cudaSuccess) {
-      CUSTOMAR_WARN("MEM", "releasing peer memory: cannot query the current device; freeing on it");
-      saved = -1;
-    } else if (saved != device_ && cudaSetDevice(device_) != cudaSuccess) {
-      CUSTOMAR_WARN("MEM", "releasing peer memory: cannot make device %d current; freeing on device %d", device_,
-                    saved);
-      (void)cudaGetLastError();  // the failed switch's own error, so it is not reported as a later call's
-    }
+    DeviceGuard on_device(device_, std::nothrow);
+    if (!on_device.ok())
+      CUSTOMAR_WARN("MEM", "releasing peer memory: cannot make device %d current; freeing on the current one", device_);
     for (size_t r = 0; r < ptrs_.size(); ++r) {
       if (ptrs_[r] == nullptr) continue;
       cudaError_t err = static_cast<int>(r) == rank_ ? cudaFree(ptrs_[r]) : cudaIpcCloseMemHandle(ptrs_[r]);
       if (err != cudaSuccess) CUSTOMAR_WARN("MEM", "releasing rank %zu's buffer: %s", r, cudaGetErrorName(err));
       ptrs_[r] = nullptr;
     }
-    if (saved >= 0 && saved != device_) (void)cudaSetDevice(saved);
   }
 
   int rank_;
