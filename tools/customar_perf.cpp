@@ -113,6 +113,9 @@ int run_rank(Group& g, const Options& o) {
 
   CommOptions copt;
   copt.nccl_comm = nccl;
+  // The tuner forces each algorithm at each size, so its buffers must hold every size, not only those the current
+  // thresholds send there (else a push limit could never move up).
+  copt.max_buffers = o.tune;
   auto comm = std::make_unique<Communicator>(g, rank, copt);
   std::unique_ptr<Communicator> comm_v1;
   std::vector<Backend_> backends;

@@ -110,11 +110,12 @@ struct Communicator::Impl {
       }
     }
     if (backend == Backend::kV1 || backend == Backend::kV2) {
-      size_t cap = std::clamp(thresholds.custom_max, kMinCapacity, kMaxCapacity);
+      size_t cap = options.max_buffers ? kMaxCapacity : std::clamp(thresholds.custom_max, kMinCapacity, kMaxCapacity);
       cap = (cap + 15) / 16 * 16;
       size_t push_cap = 0;
       if (backend == Backend::kV2) {
-        push_cap = std::clamp(thresholds.oneshot_push_max, kMinPushCapacity, kMaxPushCapacity);
+        push_cap = options.max_buffers ? kMaxPushCapacity
+                                       : std::clamp(thresholds.oneshot_push_max, kMinPushCapacity, kMaxPushCapacity);
         push_cap = (push_cap + 15) / 16 * 16;
       }
       try {

@@ -211,6 +211,27 @@ int run_rank(Group& g, const Options& opt) {
     }
   }
 
+  // CommOptions::max_buffers, the tuner's communicator: the push forced at 4 MiB, past every built-in push threshold,
+  // must run the push (its buffers now hold it) and sum right.
+  if (comm.backend() == Backend::kV2 && !opt.smoke) {
+    CommOptions mo;
+    mo.max_buffers = true;
+    Communicator big(g, rank, mo);
+    big.set_algo(Algo::kOneshotPush);
+    const size_t count = (size_t(4) << 20) / 2;
+    seed = mix(seed + 77);
+    fill(in, count, DataType::kBFloat16, seed, rank, Values::kUniform, s);
+    TEST_CUDA(cudaMemsetAsync(out, 0xff, count * 2, s));
+    const bool push = big.algo_for(count, DataType::kBFloat16) == Algo::kOneshotPush;
+    big.all_reduce(in, out, count, DataType::kBFloat16, s);
+    TEST_CUDA(cudaStreamSynchronize(s));
+    big.check();
+    CheckResult r = check(out, count, DataType::kBFloat16, seed, world, Values::kUniform, s, res);
+    std::string why = push ? "" : "algo_for is not oneshot_push";
+    bool ok = agree(g, r, true, &why) && push;
+    record(ok, "max_buffers: bf16 4 MiB push forced" + (ok ? std::string() : ": " + why));
+  }
+
   // Bad input: clear errors, and the communicator still works afterwards.
   {
     auto expect_throw = [&](const char* what, auto&& fn) {

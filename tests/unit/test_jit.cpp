@@ -198,6 +198,14 @@ TEST(V2Launch, PushShapeCoversEveryVectorOncePerThreadUpToTheCap) {
   EXPECT_EQ(push_shape(257, 128, 0).threads, 128u);
   EXPECT_EQ(push_shape(4096, 128, 128).blocks, 32u);
   EXPECT_EQ(push_shape(size_t(1) << 20, 128, 128).blocks, unsigned(kMaxPushBlocks));
+  // Built-in shape: 128-thread blocks below 1 MiB, 256-thread blocks from it (half as many, capped at 128 x 512
+  // threads).
+  EXPECT_EQ(push_shape(kWidePushVecs - 1, 128, 0).threads, 128u);
+  EXPECT_EQ(push_shape(kWidePushVecs - 1, 128, 0).blocks, 512u);
+  EXPECT_EQ(push_shape(kWidePushVecs, 128, 0).threads, 256u);
+  EXPECT_EQ(push_shape(kWidePushVecs, 128, 0).blocks, 256u);
+  EXPECT_EQ(push_shape(2 * kWidePushVecs, 128, 0).blocks, 256u);
+  EXPECT_EQ(push_shape(kWidePushVecs, 64, 0).blocks, 128u);
   EXPECT_EQ(push_shape(513, 128, 512).blocks, 2u);
   EXPECT_EQ(push_shape(513, 128, 512).threads, 512u);
   for (int threads : {0, 32, 128, 256, 512}) {

@@ -43,11 +43,13 @@ int algo_index(Algo a) {
 }  // namespace
 
 PushShape push_shape(size_t nvec, int max_blocks, int threads) {
-  // Built-in shape, from the block-shape sweep on 2x H200 (bench/NOTES.md): one block while the message fits 256
-  // threads (a second block costs more than the extra warps), then blocks of 128 threads, which from 8 KiB on beat
-  // 512-thread blocks by 0.3-0.6 us: fewer warps per SM to poll and more SMs issuing the remote stores.
+  // Built-in shape, from the block-shape sweeps on 2x H200 (bench/NOTES.md 3 and 16): one block while the message
+  // fits 256 threads (a second block costs more than the extra warps), then blocks of 128 threads, which from 8 KiB
+  // on beat 512-thread blocks by 0.3-0.6 us: fewer warps per SM to poll and more SMs issuing the remote stores. From
+  // 1 MiB (65536 vectors), 256-thread blocks: half as many blocks, each reading its state and recording the call,
+  // were 0.15 us faster at 1 MiB and 0.3 at 2 MiB (and 0.2-0.3 slower at 3-4 MiB, where the pull serves).
   const size_t single = threads > 0 ? static_cast<size_t>(threads) : 256;
-  const size_t per_block = threads > 0 ? static_cast<size_t>(threads) : 128;
+  const size_t per_block = threads > 0 ? static_cast<size_t>(threads) : (nvec >= kWidePushVecs ? 256 : 128);
   if (nvec <= single) {
     // One block with one thread per vector (whole warps).
     return {1u, static_cast<unsigned>(nvec < 32 ? 32 : (nvec + 31) / 32 * 32)};

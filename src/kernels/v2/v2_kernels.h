@@ -25,10 +25,13 @@ std::string v2_source(int world);
 /// Module name used in the cache key and dumps, e.g. "customar_v2_w4".
 std::string v2_module_name(int world);
 
+/// From this many 16-byte vectors (1 MiB) the built-in push shape uses 256-thread blocks instead of 128.
+constexpr size_t kWidePushVecs = size_t(1) << 16;
+
 /// Grid and block of a one-shot push of `nvec` 16-byte vectors: one vector per thread, a single block of whole warps
-/// while the message fits one block, else blocks of `threads` (0: the built-in shape), at most max_blocks x 512
-/// threads and 512 blocks in all (more vectors loop). The push has no cross-block barrier, so ranks need
-/// not agree on this shape.
+/// while the message fits one block, else blocks of `threads` (0: the built-in shape, 128 threads, 256 from
+/// kWidePushVecs), at most max_blocks x 512 threads and 512 blocks in all (more vectors loop). The push has no
+/// cross-block barrier, so ranks need not agree on this shape.
 struct PushShape {
   unsigned blocks, threads;
 };
