@@ -30,9 +30,10 @@ using detail::DeviceGuard;
 // machine measured (anchors: NCCL matches the best custom kernels from 64 MiB on).
 constexpr size_t kMinCapacity = size_t(1) << 20;
 constexpr size_t kMaxCapacity = size_t(64) << 20;
-// Push slots: one per rank in each of 3 rotating buffers, so 3 x world x this per rank. 4 MiB covers every one-shot
-// push threshold measured (the largest, 2 MiB at two Hopper GPUs, with room for the tuner to move it); 256 KiB floor
-// so CUSTOMAR_ALGO=oneshot_push can be exercised at any world size.
+// Push slots: one per peer in each of 3 rotating buffers, so 3 x (world - 1) x this per rank. 4 MiB covers every
+// one-shot push threshold measured (the largest, 4 MiB at two Hopper GPUs, where push and pull cross: 17.9 against
+// 18.4 us, and the push's cost per MiB is higher); 256 KiB floor so CUSTOMAR_ALGO=oneshot_push can be exercised at
+// any world size.
 constexpr size_t kMinPushCapacity = size_t(256) << 10;
 constexpr size_t kMaxPushCapacity = size_t(4) << 20;
 

@@ -40,8 +40,8 @@ CustomBackend::CustomBackend(Group& group, int device, const Topology& topo, siz
     run_step(group, "mapping the error word and arming the push buffers", [&] {
       CUSTOMAR_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&handle_.error), error_host_, 0));
       if (push_capacity > 0) {
-        launch_fill_words(handle_.regions[rank] + kStagingOffset + 2 * capacity, 3 * size_t(world) * push_capacity,
-                          kSentinelWord, nullptr);
+        launch_fill_words(handle_.regions[rank] + kStagingOffset + 2 * capacity,
+                          push_buffers_bytes(push_capacity, world), kSentinelWord, nullptr);
         CUSTOMAR_CUDA_CHECK(cudaDeviceSynchronize());
       }
     });

@@ -22,7 +22,8 @@ constexpr int kThreads = 512;
 constexpr int kPhases = 2;  // two-shot needs two barriers per call; one-shot uses phase 0
 
 // Layout of every rank's peer-visible region:
-//   [flags][probe] ... 64 KiB | staging 0 (capacity) | staging 1 (capacity) | push buffers (3 x world x push_capacity)
+//   [flags][probe] ... 64 KiB | staging 0 (capacity) | staging 1 (capacity) | push buffers (3 x (world - 1) x
+//   push_capacity: one slot per peer, none for the rank itself, whose share never leaves its registers or input)
 constexpr size_t kFlagBytes = sizeof(uint64_t) * kPhases * kMaxBlocks * kMaxRanks;
 constexpr size_t kProbeOffset = kFlagBytes;  // set-up probe: one u64 per source rank
 // Written by a peer whose wait timed out: (1 + that peer) | (1 + the rank it waited for) << 8. That peer has left the
@@ -41,9 +42,14 @@ constexpr int kErrorPeerGaveUp = 1 << 16;
 // cleared for a later call whose dtype is not yet known.
 constexpr uint32_t kSentinelWord = 0x80008000u;
 
+/// Bytes of the three rotating push buffers, one slot of push_capacity per peer in each.
+constexpr size_t push_buffers_bytes(size_t push_capacity, int world) {
+  return 3 * static_cast<size_t>(world - 1) * push_capacity;
+}
+
 /// Region bytes for a staging capacity and a push capacity (per slot) at a world size.
 constexpr size_t region_bytes(size_t capacity, size_t push_capacity, int world) {
-  return kStagingOffset + 2 * capacity + 3 * static_cast<size_t>(world) * push_capacity;
+  return kStagingOffset + 2 * capacity + push_buffers_bytes(push_capacity, world);
 }
 
 // The pull kernels take it as `const __grid_constant__ DeviceHandle`, the others by plain value: the device code

@@ -20,7 +20,7 @@ TEST(Config, BuiltinHopperMatchesTheSeedTable) {
   Config c = builtin_config();
   const Thresholds* t2 = c.find(ArchFamily::kHopper, 2);
   ASSERT_NE(t2, nullptr);
-  EXPECT_EQ(t2->oneshot_push_max, 2u << 20);
+  EXPECT_EQ(t2->oneshot_push_max, 4u << 20);
   EXPECT_EQ(t2->oneshot_pull_max, kUnlimited);
   const Thresholds* t4 = c.find(ArchFamily::kHopper, 4);
   EXPECT_EQ(t4->oneshot_push_max, 256u << 10);

@@ -198,14 +198,16 @@ TEST(V2Launch, PushShapeCoversEveryVectorOncePerThreadUpToTheCap) {
   EXPECT_EQ(push_shape(257, 128, 0).threads, 128u);
   EXPECT_EQ(push_shape(4096, 128, 128).blocks, 32u);
   EXPECT_EQ(push_shape(size_t(1) << 20, 128, 128).blocks, unsigned(kMaxPushBlocks));
-  // Built-in shape: 128-thread blocks below 1 MiB, 256-thread blocks from it (half as many, capped at 128 x 512
-  // threads).
+  // Built-in shape: 128-thread blocks below 1 MiB, 256-thread blocks from it, at most 1024 threads per agreed SM, so
+  // one vector per thread up to 2 MiB on 128 SMs.
   EXPECT_EQ(push_shape(kWidePushVecs - 1, 128, 0).threads, 128u);
   EXPECT_EQ(push_shape(kWidePushVecs - 1, 128, 0).blocks, 512u);
   EXPECT_EQ(push_shape(kWidePushVecs, 128, 0).threads, 256u);
   EXPECT_EQ(push_shape(kWidePushVecs, 128, 0).blocks, 256u);
-  EXPECT_EQ(push_shape(2 * kWidePushVecs, 128, 0).blocks, 256u);
-  EXPECT_EQ(push_shape(kWidePushVecs, 64, 0).blocks, 128u);
+  EXPECT_EQ(push_shape(2 * kWidePushVecs, 128, 0).blocks, 512u);
+  EXPECT_EQ(push_shape(4 * kWidePushVecs, 128, 0).blocks, 512u);
+  EXPECT_EQ(push_shape(2 * kWidePushVecs, 64, 0).blocks, 256u);
+  EXPECT_EQ(push_shape(kWidePushVecs, 128, 512).blocks, 128u);
   EXPECT_EQ(push_shape(513, 128, 512).blocks, 2u);
   EXPECT_EQ(push_shape(513, 128, 512).threads, 512u);
   for (int threads : {0, 32, 128, 256, 512}) {
@@ -218,8 +220,8 @@ TEST(V2Launch, PushShapeCoversEveryVectorOncePerThreadUpToTheCap) {
       // Every vector has a thread unless the grid is at its cap (the kernel loops). The cap is also what the push's
       // state slots cover (block b reads slot b of kMaxPushBlocks), so a bigger grid would read past them.
       EXPECT_LE(s.blocks, unsigned(kMaxPushBlocks));
-      EXPECT_LE(size_t(s.blocks) * s.threads, size_t(128) * 512);
-      if (s.blocks < unsigned(kMaxPushBlocks) && size_t(s.blocks) * s.threads < size_t(128) * 512) {
+      EXPECT_LE(size_t(s.blocks) * s.threads, size_t(128) * 1024);
+      if (s.blocks < unsigned(kMaxPushBlocks) && size_t(s.blocks) * s.threads < size_t(128) * 1024) {
         EXPECT_GE(size_t(s.blocks) * s.threads, nvec) << threads << " " << nvec;
       }
     }
@@ -228,14 +230,21 @@ TEST(V2Launch, PushShapeCoversEveryVectorOncePerThreadUpToTheCap) {
 
 TEST(V2Launch, PushShapeGivesEveryDecodeSizeOneThreadPerVector) {
   // The push runs straight-line code (no loop back edges, 0.12 us at 1 KiB: bench/NOTES.md 14) only when every vector
-  // has its own thread. With the built-in shape and 128 agreed blocks (any GPU with 128+ SMs) that must hold up to
-  // 1 MiB of 16-byte vectors, the largest built-in push threshold.
+  // has its own thread, which also keeps the rank's own share in a register. With the built-in shape and 128 agreed
+  // blocks (any GPU with 128+ SMs) that must hold up to 2 MiB of 16-byte vectors.
   for (size_t nvec : {size_t(1), size_t(64), size_t(256), size_t(257), size_t(1000), size_t(4096), size_t(32768),
-                      size_t(65535), size_t(65536)}) {
+                      size_t(65535), size_t(65536), size_t(131072)}) {
     PushShape s = push_shape(nvec, 128, 0);
     EXPECT_GE(size_t(s.blocks) * s.threads, nvec) << nvec;
   }
   // Past it the grid is capped and the kernel loops.
-  PushShape big = push_shape(65537, 128, 0);
-  EXPECT_LT(size_t(big.blocks) * big.threads, size_t(65537));
+  PushShape big = push_shape(131073, 128, 0);
+  EXPECT_LT(size_t(big.blocks) * big.threads, size_t(131073));
+}
+
+TEST(V2Launch, PushBuffersHoldOneSlotPerPeer) {
+  // A rank's own share never goes through its push buffers, so each of the three holds world - 1 slots.
+  EXPECT_EQ(push_buffers_bytes(size_t(1) << 20, 2), size_t(3) << 20);
+  EXPECT_EQ(push_buffers_bytes(size_t(1) << 20, 8), size_t(21) << 20);
+  EXPECT_EQ(region_bytes(size_t(4) << 20, size_t(1) << 20, 4), kStagingOffset + (size_t(8) << 20) + (size_t(9) << 20));
 }

@@ -1,19 +1,22 @@
 // One-shot push with the flag in the data (Lamport): every rank stores its input straight into a slot of every
-// peer's push buffer; receivers poll their own slots until no lane holds the sentinel, reduce, and the buffer is
-// re-armed with the sentinel in the next push call. One NVLink crossing and no barrier: the lowest latency there is for
-// small messages. Three buffers rotate: a peer can be at most one push call ahead (it cannot finish call j+1 without
-// this rank's data of call j+1), so while this rank reads buffer j%3, peers may write only (j+1)%3, and the buffer
-// cleared in call j, (j+2)%3, was last read in call j-1.
+// peer's push buffer; receivers poll their own slots until no lane holds the sentinel, reduce (their own share taken
+// from registers or the input, never from memory they wrote), and the buffer is re-armed with the sentinel in the next
+// push call. One NVLink crossing and no barrier: the lowest latency there is for small messages. Three buffers rotate:
+// a peer can be at most one push call ahead (it cannot finish call j+1 without this rank's data of call j+1), so while
+// this rank reads buffer j%3, peers may write only (j+1)%3, and the buffer cleared in call j, (j+2)%3, was last read in
+// call j-1.
 #pragma once
 
 #include "kernels/device/common.cuh"
 
 namespace customar::detail {
 
+// The slot in owner's buffer buf that rank src (never owner itself) writes: peers in rank order, owner skipped.
 __device__ __forceinline__ uint4* push_slot(const DeviceHandle& h, int owner, unsigned buf, int src) {
   size_t slot_vecs = h.push_capacity / 16;
   size_t base = kStagingOffset + 2 * h.capacity;
-  return reinterpret_cast<uint4*>(h.regions[owner] + base) + (size_t(buf) * h.world + src) * slot_vecs;
+  const int peer = src < owner ? src : src - 1;
+  return reinterpret_cast<uint4*>(h.regions[owner] + base) + (size_t(buf) * (h.world - 1) + peer) * slot_vecs;
 }
 
 __device__ __forceinline__ void st_volatile_v4(uint4* p, const uint4& v) {
@@ -58,6 +61,16 @@ __device__ __forceinline__ uint32_t unsentinel(uint32_t w) {
   }
 }
 
+// A rank's share as it travels: every lane that would read as the sentinel made ready.
+template <typename T>
+__device__ __forceinline__ uint4 as_sent(uint4 v) {
+  v.x = unsentinel<T>(v.x);
+  v.y = unsentinel<T>(v.y);
+  v.z = unsentinel<T>(v.z);
+  v.w = unsentinel<T>(v.w);
+  return v;
+}
+
 // The poll checks for a timeout or a departed peer once every this many spins (each spin one L2 round trip of a few
 // hundred ns, so a check well under every millisecond), as mini-push does. Rarer checks and no give-up test in the
 // loop condition were together worth 0.04-0.09 us at 1 KiB (bench/NOTES.md 14).
@@ -72,17 +85,20 @@ __device__ __forceinline__ void push_exchange(const DeviceHandle& h, const T* in
                                               unsigned buf, uint4 v0, bool in_aligned, bool out_aligned) {
   const size_t stride = size_t(gridDim.x) * blockDim.x;
   const size_t first = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  // Send: each vector to its slot in every rank (this one included, so every rank reduces the same bits in the same
-  // order and results are bitwise identical).
+  // Send: each vector to its slot in every peer. This rank's own share is not stored and read back: a local slot cost
+  // a store, a re-arm store and a load per vector, 0.2-0.9 us from 1 to 4 MiB (bench/NOTES.md 17). The share it
+  // reduces is the same unsentinel()ed vector the peers receive, so every rank sums the same bits in the same order
+  // and results stay bitwise identical.
+  uint4 own = make_uint4(0, 0, 0, 0);
   for (size_t i = first; i < nvec; i += stride) {
-    uint4 v = i == first ? v0 : load_user(in, i, in_aligned);
-    v.x = unsentinel<T>(v.x);
-    v.y = unsentinel<T>(v.y);
-    v.z = unsentinel<T>(v.z);
-    v.w = unsentinel<T>(v.w);
+    uint4 v = as_sent<T>(i == first ? v0 : load_user(in, i, in_aligned));
 #pragma unroll
-    for (int r = 0; r < W; ++r) st_volatile_v4(push_slot(h, r, buf, h.rank) + i, v);
-    if constexpr (kOne) break;
+    for (int r = 0; r < W; ++r)
+      if (r != h.rank) st_volatile_v4(push_slot(h, r, buf, h.rank) + i, v);
+    if constexpr (kOne) {
+      own = v;
+      break;
+    }
   }
   pdl_launch_dependents<kPdl>();
 
@@ -91,6 +107,7 @@ __device__ __forceinline__ void push_exchange(const DeviceHandle& h, const T* in
     const uint4 sentinel = make_uint4(kSentinelWord, kSentinelWord, kSentinelWord, kSentinelWord);
     const unsigned old_buf = buf == 0 ? 2u : buf - 1u;
     for (int r = 0; r < W; ++r) {
+      if (r == h.rank) continue;
       uint4* old = push_slot(h, h.rank, old_buf, r);
       for (size_t i = first; i < last; i += stride) {
         old[i] = sentinel;
@@ -102,12 +119,16 @@ __device__ __forceinline__ void push_exchange(const DeviceHandle& h, const T* in
   // Receive and reduce, in fixed rank order.
   const uint4* slot[W];
 #pragma unroll
-  for (int r = 0; r < W; ++r) slot[r] = push_slot(h, h.rank, buf, r);
+  for (int r = 0; r < W; ++r) slot[r] = r == h.rank ? nullptr : push_slot(h, h.rank, buf, r);
   for (size_t i = first; i < nvec; i += stride) {
-    // Every rank's slot is loaded before any is tested: the W polls then cost one load latency, not W in a row.
+    // This rank's share: kept from the send when each thread has one vector, else read again from the input (this
+    // thread alone touches index i of in and out, so an in-place call has not overwritten it yet).
+    uint4 mine = own;
+    if constexpr (!kOne) mine = as_sent<T>(i == first ? v0 : load_user(in, i, in_aligned));
+    // Every peer's slot is loaded before any is tested: the W polls then cost one load latency, not W in a row.
     uint4 got[W];
 #pragma unroll
-    for (int r = 0; r < W; ++r) got[r] = ld_volatile_v4(slot[r] + i);
+    for (int r = 0; r < W; ++r) got[r] = r == h.rank ? mine : ld_volatile_v4(slot[r] + i);
     float acc[Elem<T>::kPerVec] = {};
 #pragma unroll
     for (int r = 0; r < W; ++r) {

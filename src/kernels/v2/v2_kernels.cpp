@@ -43,11 +43,13 @@ int algo_index(Algo a) {
 }  // namespace
 
 PushShape push_shape(size_t nvec, int max_blocks, int threads) {
-  // Built-in shape, from the block-shape sweeps on 2x H200 (bench/NOTES.md 3 and 16): one block while the message
-  // fits 256 threads (a second block costs more than the extra warps), then blocks of 128 threads, which from 8 KiB
-  // on beat 512-thread blocks by 0.3-0.6 us: fewer warps per SM to poll and more SMs issuing the remote stores. From
-  // 1 MiB (65536 vectors), 256-thread blocks: half as many blocks, each reading its state and recording the call,
-  // were 0.15 us faster at 1 MiB and 0.3 at 2 MiB (and 0.2-0.3 slower at 3-4 MiB, where the pull serves).
+  // Built-in shape, from the block-shape sweeps on 2x H200 (bench/NOTES.md 3, 16 and 17): one block while the
+  // message fits 256 threads (a second block costs more than the extra warps), then blocks of 128 threads, which from
+  // 8 KiB on beat 512-thread blocks by 0.3-0.6 us: fewer warps per SM to poll and more SMs issuing the remote stores.
+  // From 1 MiB (65536 vectors), 256-thread blocks: half as many blocks, each reading its state and recording the
+  // call, were 0.15 us faster at 1 MiB and 0.3 at 2 MiB. At most 1024 threads per agreed SM (up to 512 blocks), so
+  // that a 2 MiB push still has one vector per thread and keeps its own share in a register: 9.7 us there against 10.1
+  // for 512 threads per SM, and 17.9 against 18.2 at 4 MiB.
   const size_t single = threads > 0 ? static_cast<size_t>(threads) : 256;
   const size_t per_block = threads > 0 ? static_cast<size_t>(threads) : (nvec >= kWidePushVecs ? 256 : 128);
   if (nvec <= single) {
@@ -55,7 +57,7 @@ PushShape push_shape(size_t nvec, int max_blocks, int threads) {
     return {1u, static_cast<unsigned>(nvec < 32 ? 32 : (nvec + 31) / 32 * 32)};
   }
   const size_t cap =
-      std::clamp<size_t>(static_cast<size_t>(max_blocks) * kThreads / per_block, 1, size_t(kMaxPushBlocks));
+      std::clamp<size_t>(static_cast<size_t>(max_blocks) * 2 * kThreads / per_block, 1, size_t(kMaxPushBlocks));
   const size_t blocks = std::min((nvec + per_block - 1) / per_block, cap);
   return {static_cast<unsigned>(blocks), static_cast<unsigned>(per_block)};
 }

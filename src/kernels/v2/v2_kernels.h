@@ -30,7 +30,7 @@ constexpr size_t kWidePushVecs = size_t(1) << 16;
 
 /// Grid and block of a one-shot push of `nvec` 16-byte vectors: one vector per thread, a single block of whole warps
 /// while the message fits one block, else blocks of `threads` (0: the built-in shape, 128 threads, 256 from
-/// kWidePushVecs), at most max_blocks x 512 threads and 512 blocks in all (more vectors loop). The push has no
+/// kWidePushVecs), at most max_blocks x 1024 threads and 512 blocks in all (more vectors loop). The push has no
 /// cross-block barrier, so ranks need not agree on this shape.
 struct PushShape {
   unsigned blocks, threads;
