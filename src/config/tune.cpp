@@ -35,12 +35,12 @@ double threshold_loss(const std::vector<SizeTiming>& timings, const Thresholds& 
 }
 
 Thresholds tune_thresholds(const std::vector<SizeTiming>& timings, const Thresholds& base) {
-  // Candidate boundaries: "below every size" (0) or exactly at one measured size; the largest candidate for the
-  // NCCL crossover is "unlimited". n <= ~30 sizes, so trying every (a <= b <= c) is cheap.
+  // Candidate boundaries: "below every size" (0) or exactly at one measured size. The NCCL crossover is never
+  // "unlimited": where the custom path wins the largest size measured, nothing above it was, so NCCL keeps what lies
+  // beyond (the staging buffers end at 64 MiB in any case). n <= ~30 sizes, so trying every (a <= b <= c) is cheap.
   std::vector<size_t> cuts = {0};
   for (const SizeTiming& s : timings) cuts.push_back(s.bytes);
-  std::vector<size_t> top = cuts;
-  top.push_back(kUnlimited);
+  const std::vector<size_t>& top = cuts;
   Thresholds best_t = base;
   double best_loss = std::numeric_limits<double>::infinity();
   for (size_t a : cuts)
