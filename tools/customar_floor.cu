@@ -23,6 +23,10 @@
 //                      result is checked. customar's push at the same size minus this row is what customar's own
 //                      structure costs (handle, counters, abort checks, dtype and alignment paths); this row minus
 //                      push-floor is what the sum of the separately measured parts leaves out.
+//   store-stream-N     every rank stores N bytes (1, 2, 4 MiB) into each peer's memory in 16-byte volatile stores, as
+//                      the push's send does, on the push's grid at that size, and does nothing else (no poll,
+//                      re-arm, reduction or flag): the NVLink part of a one-shot push, both directions at once.
+//   read-stream-N      the same with volatile 16-byte loads from each peer: the NVLink part of a one-shot pull.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -33,6 +37,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "check_kernels.h"
@@ -40,6 +45,7 @@
 #include "customar/launcher.h"
 #include "graph_timing.h"
 #include "kernels/device/oneshot_push.cuh"  // the flag, timer, PDL and Lamport primitives customar's kernels use
+#include "kernels/v2/v2_kernels.h"          // push_shape: the streams run on the push's grid
 #include "memory/peer_memory.h"
 
 using namespace customar;
@@ -184,6 +190,35 @@ __global__ void __launch_bounds__(kMiniMaxThreads) mini_push_kernel(MiniPush p) 
   if (i == 0) *p.state = e + 1;
 }
 
+// ---- NVLink streams ------------------------------------------------------------------------------------------------
+struct Stream {
+  uint4* peer[kMaxRanks];  // where this rank's share lands (or is read from) in each peer; peers first, npeers of them
+  uint4* sink;             // keeps the loads of read_stream from being dropped
+  size_t nvec;
+  int npeers;
+};
+
+// The push's send with nothing around it. PDL as the V2 kernels launch, so successive calls overlap the same way.
+__global__ void store_stream(Stream p) {
+  pdl_wait<true>();
+  const uint4 v = make_uint4(threadIdx.x, blockIdx.x, 0x3f803f80u, 0x3f803f80u);
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < p.nvec; i += size_t(gridDim.x) * blockDim.x)
+    for (int r = 0; r < p.npeers; ++r) st_volatile_v4(p.peer[r] + i, v);
+  pdl_launch_dependents<true>();
+}
+
+__global__ void read_stream(Stream p) {
+  pdl_wait<true>();
+  pdl_launch_dependents<true>();
+  uint4 acc = make_uint4(0, 0, 0, 0);
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < p.nvec; i += size_t(gridDim.x) * blockDim.x)
+    for (int r = 0; r < p.npeers; ++r) {
+      const uint4 v = ld_volatile_v4(p.peer[r] + i);
+      acc.x ^= v.x, acc.y ^= v.y, acc.z ^= v.z, acc.w ^= v.w;
+    }
+  if ((acc.x & acc.y & acc.z & acc.w) == 0xffffffffu) *p.sink = acc;  // never true: the stored words differ
+}
+
 // bf16 bits of a small whole number (exact).
 uint16_t bf16_bits(float x) {
   uint32_t u;
@@ -293,6 +328,35 @@ double mini_push_us(Group& g, const Options& o, cudaStream_t s, int threads) {
   return us;
 }
 
+// Store and read streams of 1, 2 and 4 MiB per peer, every rank at once, on the push's grid for that size.
+std::vector<std::pair<std::string, double>> stream_us(Group& g, const Options& o, cudaStream_t s) {
+  const int rank = g.rank(), world = g.size();
+  constexpr size_t kMaxBytes = size_t(4) << 20;
+  // Rank src's share lands at src x 4 MiB in every peer, as each sender has its own slot in a push buffer.
+  PeerBuffers bufs{customar::detail::open_ipc_peer_memory(g, rank, kMaxBytes * world)};
+  Stream p{};
+  for (int r = 0; r < world; ++r)
+    if (r != rank) p.peer[p.npeers++] = static_cast<uint4*>(bufs.mem->peer(r)) + size_t(rank) * kMaxBytes / 16;
+  TEST_CUDA(cudaMalloc(&p.sink, sizeof(uint4)));
+  TEST_CUDA(cudaDeviceSynchronize());
+  g.barrier();
+  std::vector<std::pair<std::string, double>> rows;
+  for (int kind = 0; kind < 2; ++kind)
+    for (size_t mib : {1, 2, 4}) {
+      p.nvec = (mib << 20) / 16;
+      const PushShape shape = push_shape(p.nvec, kMaxBlocks, 0);
+      auto kernel = kind == 0 ? store_stream : read_stream;
+      const double us = time_graph(
+          g, [&] { launch_pdl(s, shape.blocks, shape.threads, kernel, p); }, o.iters, 3, o.replays, s);
+      rows.push_back({std::string(kind == 0 ? "store-stream-" : "read-stream-") + std::to_string(mib) + "M", us});
+    }
+  TEST_CUDA(cudaStreamSynchronize(s));
+  g.barrier();  // no peer still touches this rank's buffer
+  bufs.mem.reset();
+  TEST_CUDA(cudaFree(p.sink));
+  return rows;
+}
+
 int run_rank(Group& g, const Options& o) {
   const int rank = g.rank(), world = g.size();
   TEST_CUDA(cudaSetDevice(rank));
@@ -346,6 +410,7 @@ int run_rank(Group& g, const Options& o) {
   }
   const double mini1 = mini_push_us(g, o, s, 1);
   const double mini64 = mini_push_us(g, o, s, kMiniVecs);
+  const auto streams = stream_us(g, o, s);
   if (rank == 0) {
     const double worst_oneway = *std::max_element(oneway[0].begin(), oneway[0].end());
     cudaDeviceProp prop{};
@@ -364,6 +429,7 @@ int run_rank(Group& g, const Options& o) {
     std::printf("%-22s %8.2f\n", "push-floor", state_pdl + worst_oneway);
     std::printf("%-22s %8.2f\n", "mini-push-1", mini1);
     std::printf("%-22s %8.2f\n", "mini-push-64", mini64);
+    for (const auto& [name, us] : streams) std::printf("%-22s %8.2f\n", name.c_str(), us);
   }
   g.barrier();
   flag_bufs.mem.reset();
