@@ -344,7 +344,7 @@ std::vector<std::pair<std::string, double>> stream_us(Group& g, const Options& o
   for (int kind = 0; kind < 2; ++kind)
     for (size_t mib : {1, 2, 4}) {
       p.nvec = (mib << 20) / 16;
-      const PushShape shape = push_shape(p.nvec, kMaxBlocks, 0);
+      const PushShape shape = push_shape(p.nvec, kMaxBlocks, 0, kPushThreadsPerSm);
       auto kernel = kind == 0 ? store_stream : read_stream;
       const double us = time_graph(
           g, [&] { launch_pdl(s, shape.blocks, shape.threads, kernel, p); }, o.iters, 3, o.replays, s);

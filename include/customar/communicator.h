@@ -27,12 +27,12 @@ struct CommOptions {
   /// Caps the backend (e.g. Backend::kV1 to measure V1 on a machine that would run V2; kNccl for NCCL only). Must be
   /// the same on every rank. nullopt: whatever the dispatcher picks.
   std::optional<Backend> max_backend;
-  /// Size the custom buffers for the largest thresholds any config can hold (4 MiB per push slot, 64 MiB per staging
-  /// buffer) instead of this config's, so that set_algo() can force every algorithm at every size up to those
+  /// Size the custom buffers at the library's limits (64 MiB per staging buffer and, for V2, 4 MiB per push slot)
+  /// instead of by this config's thresholds, so that set_algo() can force every algorithm at every size up to those
   /// limits. For the tuner (customar-perf --tune), which must measure an algorithm beyond the threshold it is about
-  /// to move; the config's thresholds still pick the algorithm otherwise. Costs 2 x 64 MiB + 3 x (world - 1) x 4 MiB of
-  /// device memory per rank. Must be the same on every rank (ranks that differ get NCCL: region sizes are compared
-  /// when the buffers are mapped).
+  /// to move; the config's thresholds still pick the algorithm otherwise. Costs 2 x 64 MiB (+ 3 x (world - 1) x 4 MiB
+  /// for V2) of device memory per rank. Must be the same on every rank (ranks that differ get NCCL: region sizes are
+  /// compared when the buffers are mapped).
   bool max_buffers = false;
 };
 

@@ -51,8 +51,10 @@ Config builtin_config() {
   // Blackwell on B200 (DESIGN.md), except Hopper at 2 and 4 GPUs, which customar-perf --tune measured on 2x and 4x
   // H200 (bench/data/tuned-h200-w{2,4}.json): the reference's 4-GPU row sent 512 KiB to two-shot, 1.16x NCCL there.
   // The 2-GPU push limit is 4 MiB since the push kept its own share out of memory and took wider grids
-  // (bench/NOTES.md 16-17): 9.7 us at 2 MiB against the pull's 11.0, 17.9 at 4 MiB against 18.4 (the tuner of that
-  // time could not see it: it measured the push only inside its buffers, sized by the old 1 MiB limit). The tuner
+  // (bench/NOTES.md 16-17): 9.7-10.0 us at 2 MiB against the pull's 11.0; at 4 MiB the two are within 0.2 (push
+  // 17.9-18.4, pull 18.3-18.4), the push ahead in every A/B and in the tuner (which before could not see it: it
+  // measured the push only inside its buffers, sized by the old 1 MiB limit). Ampere and untuned families inherit
+  // these rows unmeasured; the tuner replaces them. The tuner
   // replaces them with this machine's measurements.
   const size_t hopper[7][2] = {{4 * M, kUnlimited}, {512 * K, 512 * K}, {256 * K, 1 * M},  {256 * K, 256 * K},
                                {192 * K, 192 * K},  {192 * K, 192 * K}, {160 * K, 160 * K}};

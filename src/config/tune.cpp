@@ -40,13 +40,12 @@ Thresholds tune_thresholds(const std::vector<SizeTiming>& timings, const Thresho
   // beyond (the staging buffers end at 64 MiB in any case). n <= ~30 sizes, so trying every (a <= b <= c) is cheap.
   std::vector<size_t> cuts = {0};
   for (const SizeTiming& s : timings) cuts.push_back(s.bytes);
-  const std::vector<size_t>& top = cuts;
   Thresholds best_t = base;
   double best_loss = std::numeric_limits<double>::infinity();
   for (size_t a : cuts)
     for (size_t b : cuts) {
       if (b < a) continue;
-      for (size_t c : top) {
+      for (size_t c : cuts) {
         if (c < b) continue;
         Thresholds t = base;
         t.oneshot_push_max = a;

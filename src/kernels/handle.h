@@ -69,8 +69,9 @@ struct DeviceHandle {
 };
 
 // Local device counters. Kept on the device (not passed as arguments) so that replayed CUDA graphs stay correct.
-/// The push's grid never has more blocks than this: one state slot per block (kCounterPushState). 512 is four
-/// 128-thread blocks per SM on 128 agreed SMs; the host clamps the grid to it and refuses a launch above it.
+/// The push's grid never has more blocks than this: one state slot per block (kCounterPushState). 512 is four blocks
+/// per SM on 128 agreed SMs (of 128 threads below 1 MiB, of 256 from it); the host clamps the grid to it and refuses
+/// a launch above it.
 constexpr int kMaxPushBlocks = 512;
 
 constexpr int kCounterEpoch = 0;       ///< barrier calls (pull, two-shot) completed: flag values and staging parity

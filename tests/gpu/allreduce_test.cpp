@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "check_kernels.h"
@@ -112,6 +113,9 @@ int run_rank(Group& g, const Options& opt) {
       for (bool ip : {false, true}) cases.push_back({d, c, ip, 0});
     cases.push_back({d, 4096 / es, false, 1});
     cases.push_back({d, (1 << 20) / es, true, 3});
+    // 3 MiB: a push with more vectors than threads (its loop path) reads its own share again from the input, which
+    // in place is also the output.
+    if (!opt.smoke) cases.push_back({d, (size_t(3) << 20) / es, true, 3});
   }
 
   uint64_t seed = 1234;
@@ -211,25 +215,38 @@ int run_rank(Group& g, const Options& opt) {
     }
   }
 
-  // CommOptions::max_buffers, the tuner's communicator: the push forced at 4 MiB, past every built-in push threshold,
-  // must run the push (its buffers now hold it) and sum right.
+  // CommOptions::max_buffers, the tuner's communicator: buffers at the library's limits, so the push forced at 4 MiB
+  // (past the built-in push limit at 3+ GPUs; at 2 GPUs the limit is 4 MiB already) and the pull forced at 64 MiB
+  // (past every built-in staging size, 32 MiB at most) must run as forced and sum right.
   if (comm.backend() == Backend::kV2 && !opt.smoke) {
     CommOptions mo;
     mo.max_buffers = true;
     Communicator big(g, rank, mo);
-    big.set_algo(Algo::kOneshotPush);
-    const size_t count = (size_t(4) << 20) / 2;
-    seed = mix(seed + 77);
-    fill(in, count, DataType::kBFloat16, seed, rank, Values::kUniform, s);
-    TEST_CUDA(cudaMemsetAsync(out, 0xff, count * 2, s));
-    const bool push = big.algo_for(count, DataType::kBFloat16) == Algo::kOneshotPush;
-    big.all_reduce(in, out, count, DataType::kBFloat16, s);
-    TEST_CUDA(cudaStreamSynchronize(s));
-    big.check();
-    CheckResult r = check(out, count, DataType::kBFloat16, seed, world, Values::kUniform, s, res);
-    std::string why = push ? "" : "algo_for is not oneshot_push";
-    bool ok = agree(g, r, true, &why) && push;
-    record(ok, "max_buffers: bf16 4 MiB push forced" + (ok ? std::string() : ": " + why));
+    record(big.capacity() >= (size_t(64) << 20), "max_buffers: 64 MiB staging buffers");
+    const size_t big_bytes = size_t(64) << 20;
+    void *big_in = nullptr, *big_out = nullptr;
+    TEST_CUDA(cudaMalloc(&big_in, big_bytes));
+    TEST_CUDA(cudaMalloc(&big_out, big_bytes));
+    for (auto [algo, bytes] :
+         {std::pair{Algo::kOneshotPush, size_t(4) << 20}, std::pair{Algo::kOneshotPull, big_bytes}}) {
+      big.set_algo(algo);
+      const size_t count = bytes / 2;
+      seed = mix(seed + 77);
+      fill(big_in, count, DataType::kBFloat16, seed, rank, Values::kUniform, s);
+      TEST_CUDA(cudaMemsetAsync(big_out, 0xff, bytes, s));
+      const bool as_forced = big.algo_for(count, DataType::kBFloat16) == algo;
+      big.all_reduce(big_in, big_out, count, DataType::kBFloat16, s);
+      TEST_CUDA(cudaStreamSynchronize(s));
+      big.check();
+      CheckResult r = check(big_out, count, DataType::kBFloat16, seed, world, Values::kUniform, s, res);
+      std::string why =
+          as_forced ? "" : "algo_for is " + std::string(algo_name(big.algo_for(count, DataType::kBFloat16)));
+      bool ok = agree(g, r, true, &why) && as_forced;
+      record(ok, "max_buffers: bf16 " + std::to_string(bytes >> 20) + " MiB " + std::string(algo_name(algo)) +
+                     " forced" + (ok ? std::string() : ": " + why));
+    }
+    TEST_CUDA(cudaFree(big_in));
+    TEST_CUDA(cudaFree(big_out));
   }
 
   // Bad input: clear errors, and the communicator still works afterwards.

@@ -198,21 +198,29 @@ TEST(V2Launch, PushShapeCoversEveryVectorOncePerThreadUpToTheCap) {
   EXPECT_EQ(push_shape(257, 128, 0).threads, 128u);
   EXPECT_EQ(push_shape(4096, 128, 128).blocks, 32u);
   EXPECT_EQ(push_shape(size_t(1) << 20, 128, 128).blocks, unsigned(kMaxPushBlocks));
-  // Built-in shape: 128-thread blocks below 1 MiB, 256-thread blocks from it, at most 1024 threads per agreed SM, so
-  // one vector per thread up to 2 MiB on 128 SMs.
-  EXPECT_EQ(push_shape(kWidePushVecs - 1, 128, 0).threads, 128u);
-  EXPECT_EQ(push_shape(kWidePushVecs - 1, 128, 0).blocks, 512u);
-  EXPECT_EQ(push_shape(kWidePushVecs, 128, 0).threads, 256u);
-  EXPECT_EQ(push_shape(kWidePushVecs, 128, 0).blocks, 256u);
-  EXPECT_EQ(push_shape(2 * kWidePushVecs, 128, 0).blocks, 512u);
-  EXPECT_EQ(push_shape(4 * kWidePushVecs, 128, 0).blocks, 512u);
-  EXPECT_EQ(push_shape(2 * kWidePushVecs, 64, 0).blocks, 256u);
-  EXPECT_EQ(push_shape(kWidePushVecs, 128, 512).blocks, 128u);
+  // Built-in shape: 128-thread blocks below 1 MiB, 256-thread blocks from it, at most 1024 threads per agreed SM where
+  // they fit, so one vector per thread up to 2 MiB on 128 SMs.
+  const int wide = kPushThreadsPerSm;
+  EXPECT_EQ(push_shape(kWidePushVecs - 1, 128, 0, wide).threads, 128u);
+  EXPECT_EQ(push_shape(kWidePushVecs - 1, 128, 0, wide).blocks, 512u);
+  EXPECT_EQ(push_shape(kWidePushVecs, 128, 0, wide).threads, 256u);
+  EXPECT_EQ(push_shape(kWidePushVecs, 128, 0, wide).blocks, 256u);
+  EXPECT_EQ(push_shape(2 * kWidePushVecs, 128, 0, wide).blocks, 512u);
+  EXPECT_EQ(push_shape(4 * kWidePushVecs, 128, 0, wide).blocks, 512u);
+  EXPECT_EQ(push_shape(2 * kWidePushVecs, 64, 0, wide).blocks, 256u);
+  // Where four 256-thread blocks do not fit (the push's registers at 8 ranks), the cap is what __launch_bounds__(512)
+  // guarantees: two such blocks per SM.
+  EXPECT_EQ(push_shape(2 * kWidePushVecs, 128, 0, kSafePushThreadsPerSm).blocks, 256u);
+  EXPECT_EQ(push_shape(2 * kWidePushVecs, 128, 0).blocks, 256u);  // the default is the safe cap
+  EXPECT_EQ(push_shape(kWidePushVecs - 1, 128, 0).blocks, 512u);  // 128-thread blocks: four per SM either way
+  // A block-size override keeps the safe cap too: one 512-thread block per SM.
+  EXPECT_EQ(push_shape(kWidePushVecs, 128, 512, wide).blocks, 128u);
+  EXPECT_EQ(push_shape(kWidePushVecs, 128, 256, wide).blocks, 256u);
   EXPECT_EQ(push_shape(513, 128, 512).blocks, 2u);
   EXPECT_EQ(push_shape(513, 128, 512).threads, 512u);
   for (int threads : {0, 32, 128, 256, 512}) {
     for (size_t nvec : {size_t(1), size_t(31), size_t(1000), size_t(65536), size_t(1) << 22}) {
-      PushShape s = push_shape(nvec, 128, threads);
+      PushShape s = push_shape(nvec, 128, threads, kPushThreadsPerSm);
       EXPECT_GE(s.threads, 32u);
       EXPECT_LE(s.threads, 512u);
       EXPECT_EQ(s.threads % 32, 0u);
@@ -220,8 +228,9 @@ TEST(V2Launch, PushShapeCoversEveryVectorOncePerThreadUpToTheCap) {
       // Every vector has a thread unless the grid is at its cap (the kernel loops). The cap is also what the push's
       // state slots cover (block b reads slot b of kMaxPushBlocks), so a bigger grid would read past them.
       EXPECT_LE(s.blocks, unsigned(kMaxPushBlocks));
-      EXPECT_LE(size_t(s.blocks) * s.threads, size_t(128) * 1024);
-      if (s.blocks < unsigned(kMaxPushBlocks) && size_t(s.blocks) * s.threads < size_t(128) * 1024) {
+      const size_t cap_threads = size_t(128) * (threads > 0 ? kSafePushThreadsPerSm : kPushThreadsPerSm);
+      EXPECT_LE(size_t(s.blocks) * s.threads, cap_threads);
+      if (s.blocks < unsigned(kMaxPushBlocks) && size_t(s.blocks) * s.threads < cap_threads) {
         EXPECT_GE(size_t(s.blocks) * s.threads, nvec) << threads << " " << nvec;
       }
     }
@@ -231,14 +240,19 @@ TEST(V2Launch, PushShapeCoversEveryVectorOncePerThreadUpToTheCap) {
 TEST(V2Launch, PushShapeGivesEveryDecodeSizeOneThreadPerVector) {
   // The push runs straight-line code (no loop back edges, 0.12 us at 1 KiB: bench/NOTES.md 14) only when every vector
   // has its own thread, which also keeps the rank's own share in a register. With the built-in shape and 128 agreed
-  // blocks (any GPU with 128+ SMs) that must hold up to 2 MiB of 16-byte vectors.
+  // blocks (any GPU with 128+ SMs) that must hold up to 2 MiB of 16-byte vectors where the wide grid fits, 1 MiB
+  // where it does not.
   for (size_t nvec : {size_t(1), size_t(64), size_t(256), size_t(257), size_t(1000), size_t(4096), size_t(32768),
                       size_t(65535), size_t(65536), size_t(131072)}) {
-    PushShape s = push_shape(nvec, 128, 0);
+    PushShape s = push_shape(nvec, 128, 0, kPushThreadsPerSm);
     EXPECT_GE(size_t(s.blocks) * s.threads, nvec) << nvec;
+    if (nvec <= 65536) {
+      PushShape safe = push_shape(nvec, 128, 0, kSafePushThreadsPerSm);
+      EXPECT_GE(size_t(safe.blocks) * safe.threads, nvec) << nvec;
+    }
   }
   // Past it the grid is capped and the kernel loops.
-  PushShape big = push_shape(131073, 128, 0);
+  PushShape big = push_shape(131073, 128, 0, kPushThreadsPerSm);
   EXPECT_LT(size_t(big.blocks) * big.threads, size_t(131073));
 }
 

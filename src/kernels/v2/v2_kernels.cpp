@@ -42,14 +42,14 @@ int algo_index(Algo a) {
 }
 }  // namespace
 
-PushShape push_shape(size_t nvec, int max_blocks, int threads) {
+PushShape push_shape(size_t nvec, int max_blocks, int threads, int sm_threads) {
   // Built-in shape, from the block-shape sweeps on 2x H200 (bench/NOTES.md 3, 16 and 17): one block while the
   // message fits 256 threads (a second block costs more than the extra warps), then blocks of 128 threads, which from
   // 8 KiB on beat 512-thread blocks by 0.3-0.6 us: fewer warps per SM to poll and more SMs issuing the remote stores.
   // From 1 MiB (65536 vectors), 256-thread blocks: half as many blocks, each reading its state and recording the
-  // call, were 0.15 us faster at 1 MiB and 0.3 at 2 MiB. At most 1024 threads per agreed SM (up to 512 blocks), so
-  // that a 2 MiB push still has one vector per thread and keeps its own share in a register: 9.7 us there against 10.1
-  // for 512 threads per SM, and 17.9 against 18.2 at 4 MiB.
+  // call, were 0.15 us faster at 1 MiB and 0.3 at 2 MiB. Up to 1024 threads per agreed SM (512 blocks of 256) where
+  // they fit, so that a 2 MiB push still has one vector per thread and keeps its own share in a register: 9.7 us
+  // there against 10.1 for 512 threads per SM, and 17.9 against 18.2 at 4 MiB.
   const size_t single = threads > 0 ? static_cast<size_t>(threads) : 256;
   const size_t per_block = threads > 0 ? static_cast<size_t>(threads) : (nvec >= kWidePushVecs ? 256 : 128);
   if (nvec <= single) {
@@ -57,7 +57,9 @@ PushShape push_shape(size_t nvec, int max_blocks, int threads) {
     return {1u, static_cast<unsigned>(nvec < 32 ? 32 : (nvec + 31) / 32 * 32)};
   }
   const size_t cap =
-      std::clamp<size_t>(static_cast<size_t>(max_blocks) * 2 * kThreads / per_block, 1, size_t(kMaxPushBlocks));
+      std::clamp<size_t>(static_cast<size_t>(max_blocks) *
+                             static_cast<size_t>(threads > 0 ? kSafePushThreadsPerSm : sm_threads) / per_block,
+                         1, size_t(kMaxPushBlocks));
   const size_t blocks = std::min((nvec + per_block - 1) / per_block, cap);
   return {static_cast<unsigned>(blocks), static_cast<unsigned>(per_block)};
 }
@@ -122,6 +124,22 @@ V2Kernels::V2Kernels(int world, int sm) {
         std::string name = std::string("customar_v2_") + kAlgoNames[a] + "_" + kTypeNames[t];
         CUSTOMAR_CUDA_CHECK(cudaLibraryGetKernel(&kernels_[a][t], lib_, name.c_str()));
       }
+    // The wide push grid only where four 256-thread blocks of the push are resident per SM at once (on this, the
+    // current, device). Register use grows with the world size (about 84 per thread at 8 ranks, from nvcc: three
+    // blocks), so this is asked, not assumed; a failed query keeps the cap __launch_bounds__ guarantees.
+    const int wide_block = kPushThreadsPerSm / 4;
+    for (int t = 0; t < 3; ++t) {
+      int resident = 0;
+      const cudaError_t err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+          &resident, reinterpret_cast<const void*>(kernels_[algo_index(Algo::kOneshotPush)][t]), wide_block, 0);
+      if (err != cudaSuccess) {
+        (void)cudaGetLastError();
+        CUSTOMAR_WARN("JIT", "occupancy of the V2 push (%s) unknown (%s): its grid keeps %d threads per SM",
+                      kTypeNames[t], cudaGetErrorName(err), kSafePushThreadsPerSm);
+        resident = 0;
+      }
+      push_sm_threads_[t] = resident * wide_block >= kPushThreadsPerSm ? kPushThreadsPerSm : kSafePushThreadsPerSm;
+    }
   } catch (...) {
     // The destructor does not run for a constructor that throws: unload here, or the library leaks.
     (void)cudaLibraryUnload(lib_);
@@ -146,7 +164,7 @@ void V2Kernels::launch(Algo algo, const DeviceHandle& h, const void* in, void* o
   void* args[] = {&handle, const_cast<void**>(&in), &out, &nvec, &in_aligned, &out_aligned};
   cudaLaunchConfig_t cfg{};
   if (algo == Algo::kOneshotPush) {
-    const PushShape shape = push_shape(nvec, h.max_blocks, env().push_threads);
+    const PushShape shape = push_shape(nvec, h.max_blocks, env().push_threads, push_sm_threads_[t]);
     // The kernel reads its state from slot blockIdx.x of kMaxPushBlocks; push_shape clamps to it, this keeps it so.
     if (shape.blocks > static_cast<unsigned>(kMaxPushBlocks))
       throw Error("V2 push: a grid of " + std::to_string(shape.blocks) + " blocks exceeds the " +

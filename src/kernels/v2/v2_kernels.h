@@ -28,14 +28,23 @@ std::string v2_module_name(int world);
 /// From this many 16-byte vectors (1 MiB) the built-in push shape uses 256-thread blocks instead of 128.
 constexpr size_t kWidePushVecs = size_t(1) << 16;
 
+/// Push threads per agreed SM at most: four 256-thread blocks, where the push kernel's registers let four be resident
+/// at once (V2Kernels asks the occupancy calculator), so that a 2 MiB push has one vector per thread.
+constexpr int kPushThreadsPerSm = 1024;
+/// The cap that holds without asking: one 512-thread block per SM is what __launch_bounds__(512) guarantees.
+constexpr int kSafePushThreadsPerSm = 512;
+
 /// Grid and block of a one-shot push of `nvec` 16-byte vectors: one vector per thread, a single block of whole warps
 /// while the message fits one block, else blocks of `threads` (0: the built-in shape, 128 threads, 256 from
-/// kWidePushVecs), at most max_blocks x 1024 threads and 512 blocks in all (more vectors loop). The push has no
-/// cross-block barrier, so ranks need not agree on this shape.
+/// kWidePushVecs), at most max_blocks x sm_threads threads (kSafePushThreadsPerSm for a `threads` override) and 512
+/// blocks in all (more vectors loop). sm_threads must be resident per SM at once for the block size chosen, so that
+/// every block of the grid runs in one wave: a block waits for its peers' blocks of the same index, and a grid that
+/// does not fit would also pay a second wave. The push has no cross-block barrier, so ranks need not agree on this
+/// shape.
 struct PushShape {
   unsigned blocks, threads;
 };
-PushShape push_shape(size_t nvec, int max_blocks, int threads);
+PushShape push_shape(size_t nvec, int max_blocks, int threads, int sm_threads = kSafePushThreadsPerSm);
 
 /// Loaded V2 kernels for one (world size, architecture).
 class V2Kernels {
@@ -57,6 +66,7 @@ class V2Kernels {
  private:
   cudaLibrary_t lib_ = nullptr;
   cudaKernel_t kernels_[3][3] = {};  // [oneshot_push, oneshot_pull, twoshot][f16, bf16, f32]
+  int push_sm_threads_[3] = {kSafePushThreadsPerSm, kSafePushThreadsPerSm, kSafePushThreadsPerSm};  // per dtype
   double compile_ms_ = 0;
   const char* compile_source_ = "";
 };
