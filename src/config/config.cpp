@@ -54,8 +54,7 @@ Config builtin_config() {
   // (bench/NOTES.md 16-17): 9.7-10.0 us at 2 MiB against the pull's 11.0; at 4 MiB the two are within 0.2 (push
   // 17.9-18.4, pull 18.3-18.4), the push ahead in every A/B and in the tuner (which before could not see it: it
   // measured the push only inside its buffers, sized by the old 1 MiB limit). Ampere and untuned families inherit
-  // these rows unmeasured; the tuner replaces them. The tuner
-  // replaces them with this machine's measurements.
+  // these rows unmeasured. The tuner replaces them with this machine's measurements.
   const size_t hopper[7][2] = {{4 * M, kUnlimited}, {512 * K, 512 * K}, {256 * K, 1 * M},  {256 * K, 256 * K},
                                {192 * K, 192 * K},  {192 * K, 192 * K}, {160 * K, 160 * K}};
   const size_t blackwell[7][2] = {{4 * M, kUnlimited}, {4 * M, 4 * M},     {2 * M, 2 * M},    {2 * M, 2 * M},
