@@ -11,6 +11,7 @@
 //               auto), small-integer data so every sum is exact, every result checked. Bounded by --seconds.
 //   lifecycle   --iters N communicators created, used and destroyed: no device memory, host memory or mapping
 //               growth.
+// dead-peer, no-call and late-peer send --count bf16 elements per call (default 8192).
 // Each mode prints "metric: name=value" lines and ends with "N passed, M failed".
 #include <malloc.h>
 #include <signal.h>
@@ -42,6 +43,9 @@ struct Options {
   long calls = 1000000;
   double seconds = 240;
   int iters = 100;
+  // bf16 elements per call of dead-peer, no-call and late-peer. 8192 (16 KiB) runs a multi-block push on V2 and the
+  // pull on V1; 512 (1 KiB) runs the push's one-block kernel.
+  size_t count = 8192;
 };
 
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
@@ -61,7 +65,7 @@ int dead_peer(Group& g, const Options& o, bool kill) {
   Communicator comm(g, rank);
   cudaStream_t s;
   TEST_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-  const size_t count = 8192;  // 16 KiB of bf16: a custom kernel (push on V2, pull on V1)
+  const size_t count = o.count;
   void* buf = nullptr;
   TEST_CUDA(cudaMalloc(&buf, count * 2));
   fill(buf, count, DataType::kBFloat16, 1, rank, Values::kSmallInt, s);
@@ -121,7 +125,7 @@ int late_peer(Group& g, const Options& o) {
   Communicator comm(g, rank);
   cudaStream_t s;
   TEST_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-  const size_t count = 8192;
+  const size_t count = o.count;
   void* buf = nullptr;
   TEST_CUDA(cudaMalloc(&buf, count * 2));
   fill(buf, count, DataType::kBFloat16, 1, rank, Values::kSmallInt, s);
@@ -339,7 +343,7 @@ int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr,
                  "usage: reliability_test dead-peer|no-call|late-peer|check-mode|stress|lifecycle [-n W] [--graph] "
-                 "[--calls N] [--seconds S] [--iters N]\n");
+                 "[--calls N] [--seconds S] [--iters N] [--count N]\n");
     return 2;
   }
   o.mode = argv[1];
@@ -355,10 +359,16 @@ int main(int argc, char** argv) {
       o.seconds = std::atof(argv[++i]);
     else if (a == "--iters" && i + 1 < argc)
       o.iters = std::atoi(argv[++i]);
+    else if (a == "--count" && i + 1 < argc)
+      o.count = std::strtoul(argv[++i], nullptr, 10);
     else {
       std::fprintf(stderr, "reliability_test: unknown argument %s\n", a.c_str());
       return 2;
     }
+  }
+  if (o.count == 0 || o.count > (size_t(64) << 20)) {
+    std::fprintf(stderr, "reliability_test: --count must be 1..%zu bf16 elements\n", size_t(64) << 20);
+    return 2;
   }
   int gpus = visible_gpu_count();
   if (o.world < 2 || o.world > gpus) {

@@ -42,7 +42,8 @@ TEST(Jit, CompilesEveryV2ModuleForAmpereAndHopper) {
       JitResult r = jit_compile(v2_module_name(world), v2_source(world), sm, dir);
       EXPECT_EQ(r.source, JitResult::Source::kCompiled);
       EXPECT_TRUE(looks_like_elf(r.cubin)) << "world " << world << " sm " << sm;
-      for (const char* k : {"customar_v2_oneshot_push_bf16", "customar_v2_oneshot_pull_f16", "customar_v2_twoshot_f32"})
+      for (const char* k : {"customar_v2_oneshot_push_bf16", "customar_v2_oneshot_pull_f16", "customar_v2_twoshot_f32",
+                            "customar_v2_oneshot_push1_f16"})
         EXPECT_NE(std::string(r.cubin.begin(), r.cubin.end()).find(k), std::string::npos) << k;
     }
   }

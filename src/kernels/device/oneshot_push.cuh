@@ -80,7 +80,8 @@ constexpr uint32_t kPollCheckSpins = 1024;
 // per thread, which covers every decode-sized message). The loops are the same code either way; removing their back
 // edges from the common case took 0.12 us off a 1 KiB push (bench/NOTES.md 14), a uniform branch picks the variant.
 // A thread that gives up waiting returns at once (the communicator is then marked failed).
-template <typename T, int W, bool kPdl, bool kOne>
+// kWeak: the sends are plain stores instead of st.volatile (see oneshot_push1_body for where, and why only there).
+template <typename T, int W, bool kPdl, bool kOne, bool kWeak>
 __device__ __forceinline__ void push_exchange(const DeviceHandle& h, const T* in, T* out, size_t nvec, size_t last,
                                               unsigned buf, uint4 v0, bool in_aligned, bool out_aligned) {
   const size_t stride = size_t(gridDim.x) * blockDim.x;
@@ -93,8 +94,13 @@ __device__ __forceinline__ void push_exchange(const DeviceHandle& h, const T* in
   for (size_t i = first; i < nvec; i += stride) {
     uint4 v = as_sent<T>(i == first ? v0 : load_user(in, i, in_aligned));
 #pragma unroll
-    for (int r = 0; r < W; ++r)
-      if (r != h.rank) st_volatile_v4(push_slot(h, r, buf, h.rank) + i, v);
+    for (int r = 0; r < W; ++r) {
+      if (r == h.rank) continue;
+      if constexpr (kWeak)
+        push_slot(h, r, buf, h.rank)[i] = v;
+      else
+        st_volatile_v4(push_slot(h, r, buf, h.rank) + i, v);
+    }
     if constexpr (kOne) {
       own = v;
       break;
@@ -146,9 +152,10 @@ __device__ __forceinline__ void push_exchange(const DeviceHandle& h, const T* in
   }
 }
 
-template <typename T, int W, bool kPdl>
-__device__ __forceinline__ void oneshot_push_body(const DeviceHandle& h, const T* in, T* out, size_t nvec,
-                                                  bool in_aligned, bool out_aligned) {
+// kSingle: the grid is one block (the host launches the oneshot_push1 kernels only then; gridDim.x is checked anyway).
+template <typename T, int W, bool kPdl, bool kSingle>
+__device__ __forceinline__ void push_call(const DeviceHandle& h, const T* in, T* out, size_t nvec, bool in_aligned,
+                                          bool out_aligned) {
   // The whole call state is one shared word: (vectors of the previous push << 8) | (failed << 2) | this call's buffer,
   // read and written once per call, where the barrier kernels keep a CallState (bench/NOTES.md 12-14).
   __shared__ unsigned long long state;
@@ -173,11 +180,26 @@ __device__ __forceinline__ void oneshot_push_body(const DeviceHandle& h, const T
   if (word & 4u) return;
   const unsigned buf = static_cast<unsigned>(word & 3u);
   const size_t last = static_cast<size_t>(word >> 8);
+  if constexpr (kSingle) {
+    if (gridDim.x == 1) {
+      if (nvec <= stride && last <= stride)
+        push_exchange<T, W, kPdl, true, true>(h, in, out, nvec, last, buf, v0, in_aligned, out_aligned);
+      else
+        push_exchange<T, W, kPdl, false, true>(h, in, out, nvec, last, buf, v0, in_aligned, out_aligned);
+      // The one block writes every slot, two per 16-byte store (kCounterPushState is 32-byte aligned): 256 stores
+      // instead of 512 (bench/NOTES.md 16, v16).
+      const unsigned long long record = (static_cast<unsigned long long>(nvec) << 2) | buf;
+      const uint4 pair = make_uint4(unsigned(record), unsigned(record >> 32), unsigned(record), unsigned(record >> 32));
+      uint4* slots = reinterpret_cast<uint4*>(h.counters + kCounterPushState);
+      for (unsigned i = threadIdx.x; i < unsigned(kMaxPushBlocks) / 2; i += blockDim.x) slots[i] = pair;
+      return;
+    }
+  }
   // Uniform across the grid (nvec, last and the grid size are), so no block diverges from another.
   if (nvec <= stride && last <= stride)
-    push_exchange<T, W, kPdl, true>(h, in, out, nvec, last, buf, v0, in_aligned, out_aligned);
+    push_exchange<T, W, kPdl, true, false>(h, in, out, nvec, last, buf, v0, in_aligned, out_aligned);
   else
-    push_exchange<T, W, kPdl, false>(h, in, out, nvec, last, buf, v0, in_aligned, out_aligned);
+    push_exchange<T, W, kPdl, false, false>(h, in, out, nvec, last, buf, v0, in_aligned, out_aligned);
   // Record this call for the next push in every slot: slot s by block s % gridDim.x, so a block writes its own slot
   // (after reading it) and slots no block of this call reads. No block waits for another: electing a last block to
   // write one shared word (an atomic round trip at the end of every multi-block call) cost 0.15-0.3 us from 8 KiB to
@@ -188,6 +210,27 @@ __device__ __forceinline__ void oneshot_push_body(const DeviceHandle& h, const T
   for (unsigned slot = blockIdx.x + threadIdx.x * gridDim.x; slot < unsigned(kMaxPushBlocks);
        slot += blockDim.x * gridDim.x)
     h.counters[kCounterPushState + slot] = record;
+}
+
+// The push of every multi-block grid.
+template <typename T, int W, bool kPdl>
+__device__ __forceinline__ void oneshot_push_body(const DeviceHandle& h, const T* in, T* out, size_t nvec,
+                                                  bool in_aligned, bool out_aligned) {
+  push_call<T, W, kPdl, false>(h, in, out, nvec, in_aligned, out_aligned);
+}
+
+// The push of a one-block grid (messages up to 4 KiB with the built-in shape), a kernel of its own: plain stores for
+// the sends and the call record two slots per store. As a kernel of its own: 1 KiB 2.11-2.13 -> 2.01-2.04 us, 4 KiB
+// -0.04, 2 KiB +-0, on 2x H200 (bench/NOTES.md 20). As branches of the one push kernel the same two edits cost 0.03-0.4
+// us at sizes that never ran them (NOTES 16; not understood: register allocation or code layout of the whole kernel);
+// here the multi-block kernel compiles to the same SASS as without them. Plain stores are safe for the Lamport
+// protocol: each slot is written once per call and read only after a poll saw every lane of it arrive (the 32-bit
+// elements of a vector store are single-copy atomic, and lanes are checked one by one), and the kernel boundary
+// orders them before the next call's re-arm. They lost 0.12 us at 1 MiB (NOTES 16), where the volatile ones stay.
+template <typename T, int W, bool kPdl>
+__device__ __forceinline__ void oneshot_push1_body(const DeviceHandle& h, const T* in, T* out, size_t nvec,
+                                                   bool in_aligned, bool out_aligned) {
+  push_call<T, W, kPdl, true>(h, in, out, nvec, in_aligned, out_aligned);
 }
 
 }  // namespace customar::detail

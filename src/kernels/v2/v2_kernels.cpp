@@ -17,16 +17,19 @@ namespace customar::detail {
 extern const char* const kV2DeviceSource;  // generated at build time from src/kernels/{handle.h,device/*.cuh}
 
 namespace {
-const char* const kAlgoNames[3] = {"oneshot_push", "oneshot_pull", "twoshot"};
+// Kernel kinds: the three algorithms, then the push's one-block kernel (kPush1), which launch() picks by grid size.
+constexpr int kKinds = 4;
+constexpr int kPush1 = 3;
+const char* const kAlgoNames[kKinds] = {"oneshot_push", "oneshot_pull", "twoshot", "oneshot_push1"};
 const char* const kTypeNames[3] = {"f16", "bf16", "f32"};
 const char* const kTypeDecls[3] = {"f16", "bf16", "float"};
-const char* const kBodies[3] = {"oneshot_push_body", "oneshot_pull_body", "twoshot_body"};
+const char* const kBodies[kKinds] = {"oneshot_push_body", "oneshot_pull_body", "twoshot_body", "oneshot_push1_body"};
 // How each kernel takes its handle. __grid_constant__ keeps the parameter where it is instead of copying it to local
 // memory (the body indexes regions[] at run time); a same-lease A/B on 2x H200 (bench/NOTES.md) found it faster for
 // the pull at every size (8-16 MiB by 1.5 us) but 0.1-0.2 us slower for the push and for two-shot below 1 MiB.
-const char* const kHandleDecl[3] = {"customar::detail::DeviceHandle",
-                                    "const __grid_constant__ customar::detail::DeviceHandle",
-                                    "customar::detail::DeviceHandle"};
+const char* const kHandleDecl[kKinds] = {"customar::detail::DeviceHandle",
+                                         "const __grid_constant__ customar::detail::DeviceHandle",
+                                         "customar::detail::DeviceHandle", "customar::detail::DeviceHandle"};
 
 int algo_index(Algo a) {
   switch (a) {
@@ -95,7 +98,7 @@ std::string v2_source(int world, const std::string& device_source) {
   std::string s = device_source;
   s += kEntryPointsMarker;
   s += "namespace customar::detail {\nconstexpr int kWorld = " + std::to_string(world) + ";\n}\n";
-  for (int a = 0; a < 3; ++a) {
+  for (int a = 0; a < kKinds; ++a) {
     for (int t = 0; t < 3; ++t) {
       s += std::string("extern \"C\" __global__ void __launch_bounds__(512) customar_v2_") + kAlgoNames[a] + "_" +
            kTypeNames[t] + "(" + kHandleDecl[a] +
@@ -119,7 +122,7 @@ V2Kernels::V2Kernels(int world, int sm) {
                                                                : "memo";
   CUSTOMAR_CUDA_CHECK(cudaLibraryLoadData(&lib_, jit.cubin.data(), nullptr, nullptr, 0, nullptr, nullptr, 0));
   try {
-    for (int a = 0; a < 3; ++a)
+    for (int a = 0; a < kKinds; ++a)
       for (int t = 0; t < 3; ++t) {
         std::string name = std::string("customar_v2_") + kAlgoNames[a] + "_" + kTypeNames[t];
         CUSTOMAR_CUDA_CHECK(cudaLibraryGetKernel(&kernels_[a][t], lib_, name.c_str()));
@@ -171,6 +174,7 @@ void V2Kernels::launch(Algo algo, const DeviceHandle& h, const void* in, void* o
                   std::to_string(kMaxPushBlocks) + " push state slots (internal error; set CUSTOMAR_DISABLE_V2=1)");
     cfg.gridDim = dim3(shape.blocks);
     cfg.blockDim = dim3(shape.threads);
+    if (shape.blocks == 1) kernel = kernels_[kPush1][t];
   } else {
     cfg.gridDim = dim3(static_cast<unsigned>(v1_grid(algo, bytes, h.world, h.max_blocks)));
     cfg.blockDim = dim3(kThreads);

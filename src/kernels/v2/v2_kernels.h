@@ -16,7 +16,8 @@ namespace customar::detail {
 std::string v2_device_source(const std::string& file);
 
 /// The NVRTC source of the V2 module for a world size: `device_source` followed by extern "C" kernels
-/// customar_v2_<algo>_<dtype> for oneshot_push, oneshot_pull and twoshot x f16, bf16, f32.
+/// customar_v2_<algo>_<dtype> for oneshot_push, oneshot_pull, twoshot and oneshot_push1 (the push of a one-block grid)
+/// x f16, bf16, f32.
 std::string v2_source(int world, const std::string& device_source);
 
 /// v2_source() of this process's device source (built-in, or CUSTOMAR_V2_SOURCE).
@@ -65,7 +66,7 @@ class V2Kernels {
 
  private:
   cudaLibrary_t lib_ = nullptr;
-  cudaKernel_t kernels_[3][3] = {};  // [oneshot_push, oneshot_pull, twoshot][f16, bf16, f32]
+  cudaKernel_t kernels_[4][3] = {};  // [oneshot_push, oneshot_pull, twoshot, oneshot_push1][f16, bf16, f32]
   int push_sm_threads_[3] = {kSafePushThreadsPerSm, kSafePushThreadsPerSm, kSafePushThreadsPerSm};  // per dtype
   double compile_ms_ = 0;
   const char* compile_source_ = "";
