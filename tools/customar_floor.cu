@@ -27,6 +27,12 @@
 //                      the push's send does, on the push's grid at that size, and does nothing else (no poll,
 //                      re-arm, reduction or flag): the NVLink part of a one-shot push, both directions at once.
 //   read-stream-N      the same with volatile 16-byte loads from each peer: the NVLink part of a one-shot pull.
+//   lamport-N          mini-push's body at N bytes (128 KiB to 4 MiB) on the push's grid: the input read, the sends,
+//                      the re-arm of the previous call's buffer, the polls, the sum and the output store, with one
+//                      state word per block and nothing else (no sizes that change between calls, no timeout
+//                      reporting beyond a rare timer, no dtype or alignment paths). Checked like mini-push. The
+//                      smallest one-shot Lamport push at that size: customar's push minus this row is its own cost,
+//                      this row minus store-stream what the Lamport design adds to the links.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -35,6 +41,7 @@
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <utility>
@@ -144,6 +151,23 @@ __device__ __forceinline__ bool mini_ready(const uint4& v) {
   return ok(v.x) && ok(v.y) && ok(v.z) && ok(v.w);
 }
 
+// Polls *slot into v until every lane has arrived; after about 2 s it sets *timed_out and stops, so that the tool
+// reports a broken exchange instead of hanging.
+__device__ __forceinline__ void mini_wait(const uint4* slot, uint4& v, int* timed_out) {
+  uint64_t t0 = 0;
+  for (uint32_t spins = 1; !mini_ready(v); ++spins) {
+    v = ld_volatile_v4(slot);
+    if ((spins & 1023u) != 0) continue;  // the timer is read rarely: it costs more than a poll
+    const uint64_t now = global_timer_ns();
+    if (t0 == 0) {
+      t0 = now;
+    } else if (now - t0 > 2000000000ull) {
+      *timed_out = 1;
+      return;
+    }
+  }
+}
+
 template <int W>
 __global__ void __launch_bounds__(kMiniMaxThreads) mini_push_kernel(MiniPush p) {
   __shared__ unsigned long long s;
@@ -171,18 +195,7 @@ __global__ void __launch_bounds__(kMiniMaxThreads) mini_push_kernel(MiniPush p) 
   float acc[8] = {};
 #pragma unroll
   for (int r = 0; r < W; ++r) {
-    uint64_t t0 = 0;
-    for (uint32_t spins = 1; !mini_ready(got[r]); ++spins) {
-      got[r] = ld_volatile_v4(mini_slot(mine, e, r, i));
-      if ((spins & 1023u) != 0) continue;  // the timer is read rarely: it costs more than a poll
-      const uint64_t now = global_timer_ns();
-      if (t0 == 0) {
-        t0 = now;
-      } else if (now - t0 > 2000000000ull) {
-        *p.timed_out = 1;
-        break;
-      }
-    }
+    mini_wait(mini_slot(mine, e, r, i), got[r], p.timed_out);
     accumulate<bf16>(acc, got[r]);
   }
   p.out[i] = pack<bf16>(acc);
@@ -217,6 +230,74 @@ __global__ void read_stream(Stream p) {
       acc.x ^= v.x, acc.y ^= v.y, acc.z ^= v.z, acc.w ^= v.w;
     }
   if ((acc.x & acc.y & acc.z & acc.w) == 0xffffffffu) *p.sink = acc;  // never true: the stored words differ
+}
+
+// ---- lamport-N: mini-push's body on the push's grid ----------------------------------------------------------------
+struct Lamport {
+  uint4* buf[kMaxRanks];  // rank r's buffer: 3 rotations x world sources x slot_vecs vectors
+  uint4* mine;
+  unsigned long long* state;  // one word per block: every call of one measurement has the same grid
+  const uint4* in;
+  uint4* out;
+  int* timed_out;
+  size_t nvec, slot_vecs;
+  int rank;
+};
+
+template <int W>
+__device__ __forceinline__ uint4* lamport_slot(uint4* base, unsigned long long e, int src, size_t i, size_t slot_vecs) {
+  return base + (size_t(e % 3) * W + src) * slot_vecs + i;
+}
+
+// kOne: one vector per thread (the share stays in a register), else a loop that reads the share again from the input.
+template <int W, bool kOne>
+__global__ void __launch_bounds__(256) lamport_kernel(Lamport p) {
+  __shared__ unsigned long long s;
+  const size_t stride = size_t(gridDim.x) * blockDim.x;
+  const size_t first = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  pdl_wait<true>();
+  const uint4 v0 = first < p.nvec ? p.in[first] : make_uint4(0, 0, 0, 0);
+  if (threadIdx.x == 0) s = p.state[blockIdx.x];
+  __syncthreads();
+  const unsigned long long e = s;
+  for (size_t i = first; i < p.nvec; i += stride) {
+    const uint4 v = i == first ? v0 : p.in[i];
+#pragma unroll
+    for (int r = 0; r < W; ++r)
+      if (r != p.rank) st_volatile_v4(lamport_slot<W>(p.buf[r], e, p.rank, i, p.slot_vecs), v);
+    if constexpr (kOne) break;
+  }
+  pdl_launch_dependents<true>();
+  const uint4 sentinel = make_uint4(kSentinelWord, kSentinelWord, kSentinelWord, kSentinelWord);
+  for (size_t i = first; i < p.nvec; i += stride) {
+#pragma unroll
+    for (int r = 0; r < W; ++r)
+      if (r != p.rank) *lamport_slot<W>(p.mine, e + 2, r, i, p.slot_vecs) = sentinel;
+    if constexpr (kOne) break;
+  }
+  for (size_t i = first; i < p.nvec; i += stride) {
+    const uint4 own = kOne || i == first ? v0 : p.in[i];
+    uint4 got[W];
+#pragma unroll
+    for (int r = 0; r < W; ++r)
+      got[r] = r == p.rank ? own : ld_volatile_v4(lamport_slot<W>(p.mine, e, r, i, p.slot_vecs));
+    float acc[8] = {};
+#pragma unroll
+    for (int r = 0; r < W; ++r) {
+      mini_wait(lamport_slot<W>(p.mine, e, r, i, p.slot_vecs), got[r], p.timed_out);
+      accumulate<bf16>(acc, got[r]);
+    }
+    p.out[i] = pack<bf16>(acc);
+    if constexpr (kOne) break;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) p.state[blockIdx.x] = e + 1;
+}
+
+__global__ void fill_sentinel(uint4* p, size_t n) {
+  const uint4 sentinel = make_uint4(kSentinelWord, kSentinelWord, kSentinelWord, kSentinelWord);
+  for (size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    p[i] = sentinel;
 }
 
 // bf16 bits of a small whole number (exact).
@@ -254,6 +335,18 @@ MiniKernel mini_kernel(int world) {
   return kByWorld[world >= 2 && world <= 7 ? world - 2 : 6];
 }
 
+using LamportKernel = void (*)(Lamport);
+LamportKernel lamport_kernel_for(int world, bool one) {
+  static const LamportKernel kOneByWorld[] = {lamport_kernel<2, true>, lamport_kernel<3, true>, lamport_kernel<4, true>,
+                                              lamport_kernel<5, true>, lamport_kernel<6, true>, lamport_kernel<7, true>,
+                                              lamport_kernel<8, true>};
+  static const LamportKernel kLoopByWorld[] = {
+      lamport_kernel<2, false>, lamport_kernel<3, false>, lamport_kernel<4, false>, lamport_kernel<5, false>,
+      lamport_kernel<6, false>, lamport_kernel<7, false>, lamport_kernel<8, false>};
+  const int k = world >= 2 && world <= 7 ? world - 2 : 6;
+  return one ? kOneByWorld[k] : kLoopByWorld[k];
+}
+
 // Peer buffers for one measurement, mapped by the library (allocated on this rank's device, zeroed). Freed only after
 // the barrier that tells this rank no peer still writes into them; on the way out through an exception that barrier
 // was skipped, so the mapping is left for process exit instead of freed under a peer's kernel.
@@ -264,6 +357,40 @@ struct PeerBuffers {
     if (std::uncaught_exceptions() > uncaught) (void)mem.release();
   }
 };
+
+// The input of the exchange rows on the device: lane j of rank r is (r + 1) * (j % 5 + 1), so every sum is a whole
+// number under 256, exact in bf16, and no input is the sentinel.
+void* device_input(int rank, size_t lanes) {
+  std::vector<uint16_t> in(lanes);
+  for (size_t j = 0; j < lanes; ++j) in[j] = bf16_bits(float((rank + 1) * (j % 5 + 1)));
+  void* d = nullptr;
+  TEST_CUDA(cudaMalloc(&d, lanes * 2));
+  TEST_CUDA(cudaMemcpy(d, in.data(), lanes * 2, cudaMemcpyHostToDevice));
+  return d;
+}
+
+// Lanes among the first `lanes` of `out` that are not the exact sum both exchange rows expect: lane j of rank r's input
+// is (r + 1) * (j % 5 + 1).
+int wrong_lanes(const std::vector<uint16_t>& out, size_t lanes, int world) {
+  int wrong = 0;
+  for (size_t j = 0; j < lanes; ++j)
+    if (out[j] != bf16_bits(float(world * (world + 1) / 2 * (j % 5 + 1)))) ++wrong;
+  return wrong;
+}
+
+// The end of a checked exchange row: waits until no peer touches this rank's buffer, frees the row's memory, and
+// throws if any rank counted a wrong lane or a poll that gave up.
+void end_checked(Group& g, PeerBuffers& bufs, std::initializer_list<void*> device, int* timed_out, int wrong,
+                 const std::string& row) {
+  if (*timed_out != 0) ++wrong;
+  g.barrier();
+  bufs.mem.reset();
+  for (void* d : device) TEST_CUDA(cudaFree(d));
+  TEST_CUDA(cudaFreeHost(timed_out));
+  int total = 0;
+  for (int w : all_gather_value(g, wrong)) total += w;
+  if (total != 0) throw std::runtime_error(row + ": " + std::to_string(total) + " wrong lanes or timed-out polls");
+}
 
 // mini-push with `threads` vectors, timed like every other row; throws if any rank's result is wrong or a poll gave
 // up, so a row is never a number from a broken exchange.
@@ -276,15 +403,10 @@ double mini_push_us(Group& g, const Options& o, cudaStream_t s, int threads) {
   for (int r = 0; r < world; ++r) p.buf[r] = static_cast<uint4*>(bufs.mem->peer(r));
   std::vector<uint32_t> armed(buf_vecs * 4, kSentinelWord);
   TEST_CUDA(cudaMemcpy(p.buf[rank], armed.data(), buf_vecs * sizeof(uint4), cudaMemcpyHostToDevice));
-  // Input lane k of vector i on rank r: (r + 1) * m with m = (8i + k) % 5 + 1; every sum is a whole number under 256,
-  // exact in bf16, and no input is the sentinel.
-  std::vector<uint16_t> in(size_t(kMiniVecs) * 8), out(in.size(), 0xffff);
-  for (size_t j = 0; j < in.size(); ++j) in[j] = bf16_bits(float((rank + 1) * (j % 5 + 1)));
-  void* d_in = nullptr;
+  std::vector<uint16_t> out(size_t(kMiniVecs) * 8, 0xffff);
+  void* d_in = device_input(rank, out.size());
   void* d_out = nullptr;
-  TEST_CUDA(cudaMalloc(&d_in, in.size() * 2));
   TEST_CUDA(cudaMalloc(&d_out, out.size() * 2));
-  TEST_CUDA(cudaMemcpy(d_in, in.data(), in.size() * 2, cudaMemcpyHostToDevice));
   TEST_CUDA(cudaMemcpy(d_out, out.data(), out.size() * 2, cudaMemcpyHostToDevice));
   TEST_CUDA(cudaMalloc(&p.state, sizeof(*p.state)));
   TEST_CUDA(cudaMemset(p.state, 0, sizeof(*p.state)));
@@ -300,20 +422,8 @@ double mini_push_us(Group& g, const Options& o, cudaStream_t s, int threads) {
       g, [&] { launch_pdl(s, 1, static_cast<unsigned>(threads), kernel, p); }, o.iters, 3, o.replays, s);
   TEST_CUDA(cudaStreamSynchronize(s));
   TEST_CUDA(cudaMemcpy(out.data(), d_out, out.size() * 2, cudaMemcpyDeviceToHost));
-  int wrong = *p.timed_out != 0 ? 1 : 0;
-  for (size_t j = 0; j < size_t(threads) * 8; ++j)
-    if (out[j] != bf16_bits(float(world * (world + 1) / 2 * (j % 5 + 1)))) ++wrong;
-  g.barrier();  // no peer still reads this rank's buffer
-  bufs.mem.reset();
-  TEST_CUDA(cudaFree(d_in));
-  TEST_CUDA(cudaFree(d_out));
-  TEST_CUDA(cudaFree(p.state));
-  TEST_CUDA(cudaFreeHost(p.timed_out));
-  int total = 0;
-  for (int w : all_gather_value(g, wrong)) total += w;
-  if (total != 0)
-    throw std::runtime_error("mini-push-" + std::to_string(threads) + ": " + std::to_string(total) +
-                             " wrong lanes or timed-out polls");
+  const int wrong = wrong_lanes(out, size_t(threads) * 8, world);
+  end_checked(g, bufs, {d_in, d_out, p.state}, p.timed_out, wrong, "mini-push-" + std::to_string(threads));
   return us;
 }
 
@@ -343,6 +453,51 @@ std::vector<std::pair<std::string, double>> stream_us(Group& g, const Options& o
   g.barrier();  // no peer still touches this rank's buffer
   bufs.mem.reset();
   TEST_CUDA(cudaFree(p.sink));
+  return rows;
+}
+
+// lamport-N for N = 128 KiB .. 4 MiB; throws if any rank's result is wrong or a poll gave up.
+std::vector<std::pair<std::string, double>> lamport_us(Group& g, const Options& o, cudaStream_t s) {
+  const int rank = g.rank(), world = g.size();
+  constexpr size_t kMaxVecs = (size_t(4) << 20) / 16;
+  const size_t buf_vecs = size_t(3) * world * kMaxVecs;
+  Lamport p{};
+  p.rank = rank;
+  p.slot_vecs = kMaxVecs;
+  PeerBuffers bufs{customar::detail::open_ipc_peer_memory(g, rank, buf_vecs * sizeof(uint4))};
+  for (int r = 0; r < world; ++r) p.buf[r] = static_cast<uint4*>(bufs.mem->peer(r));
+  p.mine = p.buf[rank];
+  std::vector<uint16_t> out(kMaxVecs * 8);
+  void* d_in = device_input(rank, out.size());
+  void* d_out = nullptr;
+  TEST_CUDA(cudaMalloc(&d_out, out.size() * 2));
+  TEST_CUDA(cudaMalloc(&p.state, kMaxPushBlocks * sizeof(*p.state)));
+  TEST_CUDA(cudaMallocHost(&p.timed_out, sizeof(int)));
+  *p.timed_out = 0;
+  p.in = static_cast<const uint4*>(d_in);
+  p.out = static_cast<uint4*>(d_out);
+  std::vector<std::pair<std::string, double>> rows;
+  int wrong = 0;
+  for (size_t kib : {128, 256, 512, 1024, 2048, 4096}) {
+    p.nvec = (kib << 10) / 16;
+    const PushShape shape = push_shape(p.nvec, kMaxBlocks, 0, kPushThreadsPerSm);
+    // A fresh start per size: every block's range of vectors changes with the grid, so the rotation restarts from
+    // armed buffers and epoch 0 on every rank (the barrier: no peer still writes into this rank's buffer).
+    g.barrier();
+    fill_sentinel<<<256, 256, 0, s>>>(p.mine, buf_vecs);
+    TEST_CUDA(cudaMemsetAsync(p.state, 0, kMaxPushBlocks * sizeof(*p.state), s));
+    TEST_CUDA(cudaMemsetAsync(d_out, 0xff, out.size() * 2, s));
+    TEST_CUDA(cudaStreamSynchronize(s));
+    g.barrier();
+    const LamportKernel kernel = lamport_kernel_for(world, p.nvec <= size_t(shape.blocks) * shape.threads);
+    const double us = time_graph(
+        g, [&] { launch_pdl(s, shape.blocks, shape.threads, kernel, p); }, o.iters, 3, o.replays, s);
+    TEST_CUDA(cudaStreamSynchronize(s));
+    TEST_CUDA(cudaMemcpy(out.data(), d_out, p.nvec * 16, cudaMemcpyDeviceToHost));
+    wrong += wrong_lanes(out, p.nvec * 8, world);
+    rows.push_back({"lamport-" + (kib < 1024 ? std::to_string(kib) + "K" : std::to_string(kib >> 10) + "M"), us});
+  }
+  end_checked(g, bufs, {d_in, d_out, p.state}, p.timed_out, wrong, "lamport-N");
   return rows;
 }
 
@@ -400,6 +555,7 @@ int run_rank(Group& g, const Options& o) {
   const double mini1 = mini_push_us(g, o, s, 1);
   const double mini64 = mini_push_us(g, o, s, kMiniVecs);
   const auto streams = stream_us(g, o, s);
+  const auto lamports = lamport_us(g, o, s);
   if (rank == 0) {
     const double worst_oneway = *std::max_element(oneway[0].begin(), oneway[0].end());
     cudaDeviceProp prop{};
@@ -419,6 +575,7 @@ int run_rank(Group& g, const Options& o) {
     std::printf("%-22s %8.2f\n", "mini-push-1", mini1);
     std::printf("%-22s %8.2f\n", "mini-push-64", mini64);
     for (const auto& [name, us] : streams) std::printf("%-22s %8.2f\n", name.c_str(), us);
+    for (const auto& [name, us] : lamports) std::printf("%-22s %8.2f\n", name.c_str(), us);
   }
   g.barrier();
   flag_bufs.mem.reset();
