@@ -44,7 +44,7 @@ struct Options {
   double seconds = 240;
   int iters = 100;
   // bf16 elements per call of dead-peer, no-call and late-peer. 8192 (16 KiB) runs a multi-block push on V2 and the
-  // pull on V1; 512 (1 KiB) runs the push's one-block kernel.
+  // pull on V1; 512 (1 KiB) the push's one-block kernel; 1048576 (2 MiB) with CUSTOMAR_ALGO=oneshot_push its wide one.
   size_t count = 8192;
 };
 

@@ -43,7 +43,7 @@ TEST(Jit, CompilesEveryV2ModuleForAmpereAndHopper) {
       EXPECT_EQ(r.source, JitResult::Source::kCompiled);
       EXPECT_TRUE(looks_like_elf(r.cubin)) << "world " << world << " sm " << sm;
       for (const char* k : {"customar_v2_oneshot_push_bf16", "customar_v2_oneshot_pull_f16", "customar_v2_twoshot_f32",
-                            "customar_v2_oneshot_push1_f16"})
+                            "customar_v2_oneshot_push1_f16", "customar_v2_oneshot_pushw_f32"})
         EXPECT_NE(std::string(r.cubin.begin(), r.cubin.end()).find(k), std::string::npos) << k;
     }
   }

@@ -162,20 +162,29 @@ __device__ __forceinline__ void mark_failed(const DeviceHandle& h, CallState& s,
   s.abort = 1;
 }
 
+// W > 0: the caller never indexes the handle at run time (kDirect in oneshot_push.cuh), so neither does this.
+template <int W = 0>
 __device__ __forceinline__ void report_timeout(const DeviceHandle& h, CallState& s, int missing) {
   // Tell every peer that this rank is leaving: one that was only late would otherwise finish this call, wait in the
   // next for a rank that never comes, and meet it nowhere (not in NCCL, not in the destructor's barrier).
   const uint32_t word = static_cast<uint32_t>(h.rank + 1) | (static_cast<uint32_t>(missing + 1) << 8);
-  for (int r = 0; r < h.world; ++r)
-    if (r != h.rank) *reinterpret_cast<volatile uint32_t*>(h.regions[r] + kPoisonOffset) = word;
+  if constexpr (W > 0) {
+#pragma unroll
+    for (int r = 0; r < W; ++r)
+      if (r != h.rank) *reinterpret_cast<volatile uint32_t*>(h.regions[r] + kPoisonOffset) = word;
+  } else {
+    for (int r = 0; r < h.world; ++r)
+      if (r != h.rank) *reinterpret_cast<volatile uint32_t*>(h.regions[r] + kPoisonOffset) = word;
+  }
   mark_failed(h, s, missing + 1);
 }
 
 // Called where a wait reads its timer: true (and the call aborted) when a peer has announced that it gave up. A rank
 // that the peer waited for learns who left; any other rank reports the rank that did not arrive, as its own wait
 // would have a moment later.
-__device__ __forceinline__ bool peer_gave_up(const DeviceHandle& h, CallState& s) {
-  uint32_t word = *reinterpret_cast<volatile const uint32_t*>(h.regions[h.rank] + kPoisonOffset);
+// `self` is this rank's region (h.regions[h.rank]).
+__device__ __forceinline__ bool peer_gave_up(const DeviceHandle& h, const uint8_t* self, CallState& s) {
+  uint32_t word = *reinterpret_cast<volatile const uint32_t*>(self + kPoisonOffset);
   if (word == 0) return false;
   const int gave_up = static_cast<int>(word & 0xffu) - 1;
   const int missing = static_cast<int>(word >> 8) - 1;
@@ -185,17 +194,31 @@ __device__ __forceinline__ bool peer_gave_up(const DeviceHandle& h, CallState& s
 
 // The rare part of every wait for rank `missing` (a barrier flag, a push slot), run once every so many spins: true,
 // and the call aborted, when a peer has announced that it gave up or the wait has lasted past the timeout. `start` is
-// the wait's own clock, 0 before its first check.
-__device__ __forceinline__ bool wait_expired(const DeviceHandle& h, CallState& s, int missing, uint64_t& start) {
-  if (peer_gave_up(h, s)) return true;
+// the wait's own clock, 0 before its first check. W > 0 with `self` = h.regions[h.rank]: no run-time index into the
+// handle (kDirect in oneshot_push.cuh).
+template <int W = 0>
+__device__ __forceinline__ bool wait_expired(const DeviceHandle& h, CallState& s, int missing, uint64_t& start,
+                                             const uint8_t* self = nullptr) {
+  if constexpr (W == 0) self = h.regions[h.rank];
+  if (peer_gave_up(h, self, s)) return true;
   const uint64_t now = global_timer_ns();
   if (start == 0) {
     start = now;
     return false;
   }
   if (now - start <= h.timeout_ns) return false;
-  report_timeout(h, s, missing);
+  report_timeout<W>(h, s, missing);
   return true;
+}
+
+// regions[r] by a chain of selects over the compile-time world instead of an index: a run-time index into a by-value
+// handle makes the compiler copy the whole handle to local memory at kernel entry (bench/NOTES.md 5-8, 21).
+template <int W>
+__device__ __forceinline__ uint8_t* region_of(const DeviceHandle& h, int r) {
+  uint8_t* p = h.regions[0];
+#pragma unroll
+  for (int k = 1; k < W; ++k) p = r == k ? h.regions[k] : p;
+  return p;
 }
 
 // Block b of this rank meets block b of every peer. Thread t < world signals rank t and waits for rank t, so the

@@ -11,12 +11,18 @@
 
 namespace customar::detail {
 
-// The slot in owner's buffer buf that rank src (never owner itself) writes: peers in rank order, owner skipped.
-__device__ __forceinline__ uint4* push_slot(const DeviceHandle& h, int owner, unsigned buf, int src) {
+// The slot in `owner`'s buffer buf that rank src (never owner itself) writes: peers in rank order, owner skipped.
+// `region` is owner's region as mapped here.
+__device__ __forceinline__ uint4* push_slot_in(const DeviceHandle& h, uint8_t* region, int owner, unsigned buf,
+                                               int src) {
   size_t slot_vecs = h.push_capacity / 16;
   size_t base = kStagingOffset + 2 * h.capacity;
   const int peer = src < owner ? src : src - 1;
-  return reinterpret_cast<uint4*>(h.regions[owner] + base) + (size_t(buf) * (h.world - 1) + peer) * slot_vecs;
+  return reinterpret_cast<uint4*>(region + base) + (size_t(buf) * (h.world - 1) + peer) * slot_vecs;
+}
+
+__device__ __forceinline__ uint4* push_slot(const DeviceHandle& h, int owner, unsigned buf, int src) {
+  return push_slot_in(h, h.regions[owner], owner, buf, src);
 }
 
 __device__ __forceinline__ void st_volatile_v4(uint4* p, const uint4& v) {
@@ -81,7 +87,8 @@ constexpr uint32_t kPollCheckSpins = 1024;
 // edges from the common case took 0.12 us off a 1 KiB push (bench/NOTES.md 14), a uniform branch picks the variant.
 // A thread that gives up waiting returns at once (the communicator is then marked failed).
 // kWeak: the sends are plain stores instead of st.volatile (see oneshot_push1_body for where, and why only there).
-template <typename T, int W, bool kPdl, bool kOne, bool kWeak>
+// kDirect: no run-time index into the handle (see oneshot_pushw_body).
+template <typename T, int W, bool kPdl, bool kOne, bool kWeak, bool kDirect>
 __device__ __forceinline__ void push_exchange(const DeviceHandle& h, const T* in, T* out, size_t nvec, size_t last,
                                               unsigned buf, uint4 v0, bool in_aligned, bool out_aligned) {
   const size_t stride = size_t(gridDim.x) * blockDim.x;
@@ -90,6 +97,9 @@ __device__ __forceinline__ void push_exchange(const DeviceHandle& h, const T* in
   // a store, a re-arm store and a load per vector, 0.2-0.9 us from 1 to 4 MiB (bench/NOTES.md 17). The share it
   // reduces is the same unsentinel()ed vector the peers receive, so every rank sums the same bits in the same order
   // and results stay bitwise identical.
+  // This rank's region; kDirect picks it without indexing regions[] at run time.
+  uint8_t* self = nullptr;
+  if constexpr (kDirect) self = region_of<W>(h, h.rank);
   uint4 own = make_uint4(0, 0, 0, 0);
   for (size_t i = first; i < nvec; i += stride) {
     uint4 v = as_sent<T>(i == first ? v0 : load_user(in, i, in_aligned));
@@ -114,7 +124,7 @@ __device__ __forceinline__ void push_exchange(const DeviceHandle& h, const T* in
     const unsigned old_buf = buf == 0 ? 2u : buf - 1u;
     for (int r = 0; r < W; ++r) {
       if (r == h.rank) continue;
-      uint4* old = push_slot(h, h.rank, old_buf, r);
+      uint4* old = kDirect ? push_slot_in(h, self, h.rank, old_buf, r) : push_slot(h, h.rank, old_buf, r);
       for (size_t i = first; i < last; i += stride) {
         old[i] = sentinel;
         if constexpr (kOne) break;
@@ -125,7 +135,8 @@ __device__ __forceinline__ void push_exchange(const DeviceHandle& h, const T* in
   // Receive and reduce, in fixed rank order.
   const uint4* slot[W];
 #pragma unroll
-  for (int r = 0; r < W; ++r) slot[r] = r == h.rank ? nullptr : push_slot(h, h.rank, buf, r);
+  for (int r = 0; r < W; ++r)
+    slot[r] = r == h.rank ? nullptr : kDirect ? push_slot_in(h, self, h.rank, buf, r) : push_slot(h, h.rank, buf, r);
   for (size_t i = first; i < nvec; i += stride) {
     // This rank's share: kept from the send when each thread has one vector, else read again from the input (this
     // thread alone touches index i of in and out, so an in-place call has not overwritten it yet).
@@ -143,7 +154,11 @@ __device__ __forceinline__ void push_exchange(const DeviceHandle& h, const T* in
       for (uint32_t spins = 1; !vec_ready<T>(got[r]); ++spins) {
         got[r] = ld_volatile_v4(slot[r] + i);
         if (spins % kPollCheckSpins != 0) continue;
-        if (wait_expired(h, s, r, start)) return;
+        if constexpr (kDirect) {
+          if (wait_expired<W>(h, s, r, start, self)) return;
+        } else {
+          if (wait_expired(h, s, r, start)) return;
+        }
       }
       accumulate<T>(acc, got[r]);
     }
@@ -153,7 +168,8 @@ __device__ __forceinline__ void push_exchange(const DeviceHandle& h, const T* in
 }
 
 // kSingle: the grid is one block (the host launches the oneshot_push1 kernels only then; gridDim.x is checked anyway).
-template <typename T, int W, bool kPdl, bool kSingle>
+// kDirect: see push_exchange.
+template <typename T, int W, bool kPdl, bool kSingle, bool kDirect>
 __device__ __forceinline__ void push_call(const DeviceHandle& h, const T* in, T* out, size_t nvec, bool in_aligned,
                                           bool out_aligned) {
   // The whole call state is one shared word: (vectors of the previous push << 8) | (failed << 2) | this call's buffer,
@@ -183,9 +199,9 @@ __device__ __forceinline__ void push_call(const DeviceHandle& h, const T* in, T*
   if constexpr (kSingle) {
     if (gridDim.x == 1) {
       if (nvec <= stride && last <= stride)
-        push_exchange<T, W, kPdl, true, true>(h, in, out, nvec, last, buf, v0, in_aligned, out_aligned);
+        push_exchange<T, W, kPdl, true, true, kDirect>(h, in, out, nvec, last, buf, v0, in_aligned, out_aligned);
       else
-        push_exchange<T, W, kPdl, false, true>(h, in, out, nvec, last, buf, v0, in_aligned, out_aligned);
+        push_exchange<T, W, kPdl, false, true, kDirect>(h, in, out, nvec, last, buf, v0, in_aligned, out_aligned);
       // The one block writes every slot, two per 16-byte store (kCounterPushState is 32-byte aligned): 256 stores
       // instead of 512 (bench/NOTES.md 16, v16).
       const unsigned long long record = (static_cast<unsigned long long>(nvec) << 2) | buf;
@@ -197,9 +213,9 @@ __device__ __forceinline__ void push_call(const DeviceHandle& h, const T* in, T*
   }
   // Uniform across the grid (nvec, last and the grid size are), so no block diverges from another.
   if (nvec <= stride && last <= stride)
-    push_exchange<T, W, kPdl, true, false>(h, in, out, nvec, last, buf, v0, in_aligned, out_aligned);
+    push_exchange<T, W, kPdl, true, false, kDirect>(h, in, out, nvec, last, buf, v0, in_aligned, out_aligned);
   else
-    push_exchange<T, W, kPdl, false, false>(h, in, out, nvec, last, buf, v0, in_aligned, out_aligned);
+    push_exchange<T, W, kPdl, false, false, kDirect>(h, in, out, nvec, last, buf, v0, in_aligned, out_aligned);
   // Record this call for the next push in every slot: slot s by block s % gridDim.x, so a block writes its own slot
   // (after reading it) and slots no block of this call reads. No block waits for another: electing a last block to
   // write one shared word (an atomic round trip at the end of every multi-block call) cost 0.15-0.3 us from 8 KiB to
@@ -212,11 +228,24 @@ __device__ __forceinline__ void push_call(const DeviceHandle& h, const T* in, T*
     h.counters[kCounterPushState + slot] = record;
 }
 
-// The push of every multi-block grid.
+// The push of a multi-block grid below 1 MiB (kWidePushVecs). It indexes the by-value handle with run-time ranks,
+// so the compiler copies the handle (120 bytes) to local memory at kernel entry, before the PDL wait: the constant
+// bank misses of its fields are then paid while the previous kernel drains. Without the copy (oneshot_pushw_body)
+// this kernel was 0.05-0.1 us slower from 8 to 128 KiB (bench/NOTES.md 6, 8, 21).
 template <typename T, int W, bool kPdl>
 __device__ __forceinline__ void oneshot_push_body(const DeviceHandle& h, const T* in, T* out, size_t nvec,
                                                   bool in_aligned, bool out_aligned) {
-  push_call<T, W, kPdl, false>(h, in, out, nvec, in_aligned, out_aligned);
+  push_call<T, W, kPdl, false, false>(h, in, out, nvec, in_aligned, out_aligned);
+}
+
+// The push from 1 MiB (the wide grid: up to 1024 threads per SM), with no run-time index into the handle and so no
+// local copy of it: 120 bytes written and read back per thread is 16 MiB of local-memory traffic on a grid of 131072
+// threads, and the copy's loads turned the re-arm's stores into generic ones. Without it, on 2x H200 against the same
+// source with it: 2 MiB 9.88-9.98 -> 8.44-8.46 us, 4 MiB 18.25-18.40 -> 15.96-16.00, 1 MiB -0.05 (NOTES 21).
+template <typename T, int W, bool kPdl>
+__device__ __forceinline__ void oneshot_pushw_body(const DeviceHandle& h, const T* in, T* out, size_t nvec,
+                                                   bool in_aligned, bool out_aligned) {
+  push_call<T, W, kPdl, false, true>(h, in, out, nvec, in_aligned, out_aligned);
 }
 
 // The push of a one-block grid (messages up to 4 KiB with the built-in shape), a kernel of its own: plain stores for
@@ -230,7 +259,7 @@ __device__ __forceinline__ void oneshot_push_body(const DeviceHandle& h, const T
 template <typename T, int W, bool kPdl>
 __device__ __forceinline__ void oneshot_push1_body(const DeviceHandle& h, const T* in, T* out, size_t nvec,
                                                    bool in_aligned, bool out_aligned) {
-  push_call<T, W, kPdl, true>(h, in, out, nvec, in_aligned, out_aligned);
+  push_call<T, W, kPdl, true, false>(h, in, out, nvec, in_aligned, out_aligned);
 }
 
 }  // namespace customar::detail

@@ -17,19 +17,22 @@ namespace customar::detail {
 extern const char* const kV2DeviceSource;  // generated at build time from src/kernels/{handle.h,device/*.cuh}
 
 namespace {
-// Kernel kinds: the three algorithms, then the push's one-block kernel (kPush1), which launch() picks by grid size.
-constexpr int kKinds = 4;
+// Kernel kinds: the three algorithms, then the push's one-block kernel (kPush1) and its kernel from 1 MiB (kPushWide),
+// which launch() picks by grid and message size.
+constexpr int kKinds = 5;
 constexpr int kPush1 = 3;
-const char* const kAlgoNames[kKinds] = {"oneshot_push", "oneshot_pull", "twoshot", "oneshot_push1"};
+constexpr int kPushWide = 4;
+const char* const kAlgoNames[kKinds] = {"oneshot_push", "oneshot_pull", "twoshot", "oneshot_push1", "oneshot_pushw"};
 const char* const kTypeNames[3] = {"f16", "bf16", "f32"};
 const char* const kTypeDecls[3] = {"f16", "bf16", "float"};
-const char* const kBodies[kKinds] = {"oneshot_push_body", "oneshot_pull_body", "twoshot_body", "oneshot_push1_body"};
+const char* const kBodies[kKinds] = {"oneshot_push_body", "oneshot_pull_body", "twoshot_body", "oneshot_push1_body",
+                                     "oneshot_pushw_body"};
 // How each kernel takes its handle. __grid_constant__ keeps the parameter where it is instead of copying it to local
 // memory (the body indexes regions[] at run time); a same-lease A/B on 2x H200 (bench/NOTES.md) found it faster for
 // the pull at every size (8-16 MiB by 1.5 us) but 0.1-0.2 us slower for the push and for two-shot below 1 MiB.
-const char* const kHandleDecl[kKinds] = {"customar::detail::DeviceHandle",
-                                         "const __grid_constant__ customar::detail::DeviceHandle",
-                                         "customar::detail::DeviceHandle", "customar::detail::DeviceHandle"};
+const char* const kHandleDecl[kKinds] = {
+    "customar::detail::DeviceHandle", "const __grid_constant__ customar::detail::DeviceHandle",
+    "customar::detail::DeviceHandle", "customar::detail::DeviceHandle", "customar::detail::DeviceHandle"};
 
 int algo_index(Algo a) {
   switch (a) {
@@ -127,14 +130,15 @@ V2Kernels::V2Kernels(int world, int sm) {
         std::string name = std::string("customar_v2_") + kAlgoNames[a] + "_" + kTypeNames[t];
         CUSTOMAR_CUDA_CHECK(cudaLibraryGetKernel(&kernels_[a][t], lib_, name.c_str()));
       }
-    // The wide push grid only where four 256-thread blocks of the push are resident per SM at once (on this, the
-    // current, device). Register use grows with the world size (about 84 per thread at 8 ranks, from nvcc: three
-    // blocks), so this is asked, not assumed; a failed query keeps the cap __launch_bounds__ guarantees.
+    // The wide push grid only where four 256-thread blocks of the wide push kernel (the only one launched with more
+    // than 512 threads per SM: below kWidePushVecs a grid has at most 512 blocks of 128) are resident per SM at once
+    // (on this, the current, device). Register use grows with the world size (about 84 per thread at 8 ranks, from
+    // nvcc: three blocks), so this is asked, not assumed; a failed query keeps the cap __launch_bounds__ guarantees.
     const int wide_block = kPushThreadsPerSm / 4;
     for (int t = 0; t < 3; ++t) {
       int resident = 0;
       const cudaError_t err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-          &resident, reinterpret_cast<const void*>(kernels_[algo_index(Algo::kOneshotPush)][t]), wide_block, 0);
+          &resident, reinterpret_cast<const void*>(kernels_[kPushWide][t]), wide_block, 0);
       if (err != cudaSuccess) {
         (void)cudaGetLastError();
         CUSTOMAR_WARN("JIT", "occupancy of the V2 push (%s) unknown (%s): its grid keeps %d threads per SM",
@@ -174,7 +178,10 @@ void V2Kernels::launch(Algo algo, const DeviceHandle& h, const void* in, void* o
                   std::to_string(kMaxPushBlocks) + " push state slots (internal error; set CUSTOMAR_DISABLE_V2=1)");
     cfg.gridDim = dim3(shape.blocks);
     cfg.blockDim = dim3(shape.threads);
-    if (shape.blocks == 1) kernel = kernels_[kPush1][t];
+    if (shape.blocks == 1)
+      kernel = kernels_[kPush1][t];
+    else if (nvec >= kWidePushVecs)
+      kernel = kernels_[kPushWide][t];
   } else {
     cfg.gridDim = dim3(static_cast<unsigned>(v1_grid(algo, bytes, h.world, h.max_blocks)));
     cfg.blockDim = dim3(kThreads);

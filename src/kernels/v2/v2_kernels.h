@@ -16,8 +16,8 @@ namespace customar::detail {
 std::string v2_device_source(const std::string& file);
 
 /// The NVRTC source of the V2 module for a world size: `device_source` followed by extern "C" kernels
-/// customar_v2_<algo>_<dtype> for oneshot_push, oneshot_pull, twoshot and oneshot_push1 (the push of a one-block grid)
-/// x f16, bf16, f32.
+/// customar_v2_<algo>_<dtype> for oneshot_push, oneshot_pull, twoshot, oneshot_push1 (the push of a one-block grid) and
+/// oneshot_pushw (the push from kWidePushVecs) x f16, bf16, f32.
 std::string v2_source(int world, const std::string& device_source);
 
 /// v2_source() of this process's device source (built-in, or CUSTOMAR_V2_SOURCE).
@@ -29,8 +29,8 @@ std::string v2_module_name(int world);
 /// From this many 16-byte vectors (1 MiB) the built-in push shape uses 256-thread blocks instead of 128.
 constexpr size_t kWidePushVecs = size_t(1) << 16;
 
-/// Push threads per agreed SM at most: four 256-thread blocks, where the push kernel's registers let four be resident
-/// at once (V2Kernels asks the occupancy calculator), so that a 2 MiB push has one vector per thread.
+/// Push threads per agreed SM at most: four 256-thread blocks, where the wide push kernel's registers let four be
+/// resident at once (V2Kernels asks the occupancy calculator), so that a 2 MiB push has one vector per thread.
 constexpr int kPushThreadsPerSm = 1024;
 /// The cap that holds without asking: one 512-thread block per SM is what __launch_bounds__(512) guarantees.
 constexpr int kSafePushThreadsPerSm = 512;
@@ -66,7 +66,8 @@ class V2Kernels {
 
  private:
   cudaLibrary_t lib_ = nullptr;
-  cudaKernel_t kernels_[4][3] = {};  // [oneshot_push, oneshot_pull, twoshot, oneshot_push1][f16, bf16, f32]
+  // [oneshot_push, oneshot_pull, twoshot, oneshot_push1, oneshot_pushw][f16, bf16, f32]
+  cudaKernel_t kernels_[5][3] = {};
   int push_sm_threads_[3] = {kSafePushThreadsPerSm, kSafePushThreadsPerSm, kSafePushThreadsPerSm};  // per dtype
   double compile_ms_ = 0;
   const char* compile_source_ = "";
