@@ -23,11 +23,11 @@
 //                      result is checked. customar's push at the same size minus this row is what customar's own
 //                      structure costs (handle, counters, abort checks, dtype and alignment paths); this row minus
 //                      push-floor is what the sum of the separately measured parts leaves out.
-//   store-stream-N     every rank stores N bytes (1, 2, 4 MiB) into each peer's memory in 16-byte volatile stores, as
+//   store-stream-N     every rank stores N bytes (1 to 16 MiB) into each peer's memory in 16-byte volatile stores, as
 //                      the push's send does, on the push's grid at that size, and does nothing else (no poll,
 //                      re-arm, reduction or flag): the NVLink part of a one-shot push, both directions at once.
 //   read-stream-N      the same with volatile 16-byte loads from each peer: the NVLink part of a one-shot pull.
-//   lamport-N          mini-push's body at N bytes (128 KiB to 4 MiB) on the push's grid: the input read, the sends,
+//   lamport-N          mini-push's body at N bytes (16 KiB to 16 MiB) on the push's grid: the input read, the sends,
 //                      the re-arm of the previous call's buffer, the polls, the sum and the output store, with one
 //                      state word per block and nothing else (no sizes that change between calls, no timeout
 //                      reporting beyond a rare timer, no dtype or alignment paths). Checked like mini-push. The
@@ -427,10 +427,10 @@ double mini_push_us(Group& g, const Options& o, cudaStream_t s, int threads) {
   return us;
 }
 
-// Store and read streams of 1, 2 and 4 MiB per peer, every rank at once, on the push's grid for that size.
+// Store and read streams of 1 to 16 MiB per peer, every rank at once, on the push's grid for that size.
 std::vector<std::pair<std::string, double>> stream_us(Group& g, const Options& o, cudaStream_t s) {
   const int rank = g.rank(), world = g.size();
-  constexpr size_t kMaxBytes = size_t(4) << 20;
+  constexpr size_t kMaxBytes = size_t(16) << 20;
   // Rank src's share lands at src x 4 MiB in every peer, as each sender has its own slot in a push buffer.
   PeerBuffers bufs{customar::detail::open_ipc_peer_memory(g, rank, kMaxBytes * world)};
   Stream p{};
@@ -441,7 +441,7 @@ std::vector<std::pair<std::string, double>> stream_us(Group& g, const Options& o
   g.barrier();
   std::vector<std::pair<std::string, double>> rows;
   for (int kind = 0; kind < 2; ++kind)
-    for (size_t mib : {1, 2, 4}) {
+    for (size_t mib : {1, 2, 4, 8, 16}) {
       p.nvec = (mib << 20) / 16;
       const PushShape shape = push_shape(p.nvec, kMaxBlocks, 0, kPushThreadsPerSm);
       auto kernel = kind == 0 ? store_stream : read_stream;
@@ -456,10 +456,10 @@ std::vector<std::pair<std::string, double>> stream_us(Group& g, const Options& o
   return rows;
 }
 
-// lamport-N for N = 128 KiB .. 4 MiB; throws if any rank's result is wrong or a poll gave up.
+// lamport-N for N = 16 KiB .. 16 MiB; throws if any rank's result is wrong or a poll gave up.
 std::vector<std::pair<std::string, double>> lamport_us(Group& g, const Options& o, cudaStream_t s) {
   const int rank = g.rank(), world = g.size();
-  constexpr size_t kMaxVecs = (size_t(4) << 20) / 16;
+  constexpr size_t kMaxVecs = (size_t(16) << 20) / 16;
   const size_t buf_vecs = size_t(3) * world * kMaxVecs;
   Lamport p{};
   p.rank = rank;
@@ -478,7 +478,7 @@ std::vector<std::pair<std::string, double>> lamport_us(Group& g, const Options& 
   p.out = static_cast<uint4*>(d_out);
   std::vector<std::pair<std::string, double>> rows;
   int wrong = 0;
-  for (size_t kib : {128, 256, 512, 1024, 2048, 4096}) {
+  for (size_t kib : {16, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384}) {
     p.nvec = (kib << 10) / 16;
     const PushShape shape = push_shape(p.nvec, kMaxBlocks, 0, kPushThreadsPerSm);
     // A fresh start per size: every block's range of vectors changes with the grid, so the rotation restarts from
