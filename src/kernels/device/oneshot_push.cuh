@@ -86,7 +86,8 @@ constexpr uint32_t kPollCheckSpins = 1024;
 // per thread, which covers every decode-sized message). The loops are the same code either way; removing their back
 // edges from the common case took 0.12 us off a 1 KiB push (bench/NOTES.md 14), a uniform branch picks the variant.
 // A thread that gives up waiting returns at once (the communicator is then marked failed).
-// kWeak: the sends are plain stores instead of st.volatile (see oneshot_push1_body for where, and why only there).
+// kWeak: the sends are plain stores instead of st.volatile: in every push kernel but the wide one (see
+// oneshot_push1_body for why that is safe, push_call for where).
 // kDirect: no run-time index into the handle (see oneshot_pushw_body).
 template <typename T, int W, bool kPdl, bool kOne, bool kWeak, bool kDirect>
 __device__ __forceinline__ void push_exchange(const DeviceHandle& h, const T* in, T* out, size_t nvec, size_t last,
@@ -211,11 +212,15 @@ __device__ __forceinline__ void push_call(const DeviceHandle& h, const T* in, T*
       return;
     }
   }
+  // Plain-store sends in the multi-block kernel below 1 MiB: 0.05-0.15 us faster from 8 to 512 KiB (bench/NOTES.md
+  // 22); volatile ones in the wide kernel, where plain ones lost 0.12 us at 1 MiB (NOTES 16). The one-block kernel's
+  // copy of this path (for a grid it is never launched with) keeps them volatile, so that its code is the one measured.
+  constexpr bool kWeakSends = !kDirect && !kSingle;
   // Uniform across the grid (nvec, last and the grid size are), so no block diverges from another.
   if (nvec <= stride && last <= stride)
-    push_exchange<T, W, kPdl, true, false, kDirect>(h, in, out, nvec, last, buf, v0, in_aligned, out_aligned);
+    push_exchange<T, W, kPdl, true, kWeakSends, kDirect>(h, in, out, nvec, last, buf, v0, in_aligned, out_aligned);
   else
-    push_exchange<T, W, kPdl, false, false, kDirect>(h, in, out, nvec, last, buf, v0, in_aligned, out_aligned);
+    push_exchange<T, W, kPdl, false, kWeakSends, kDirect>(h, in, out, nvec, last, buf, v0, in_aligned, out_aligned);
   // Record this call for the next push in every slot: slot s by block s % gridDim.x, so a block writes its own slot
   // (after reading it) and slots no block of this call reads. No block waits for another: electing a last block to
   // write one shared word (an atomic round trip at the end of every multi-block call) cost 0.15-0.3 us from 8 KiB to
@@ -228,10 +233,10 @@ __device__ __forceinline__ void push_call(const DeviceHandle& h, const T* in, T*
     h.counters[kCounterPushState + slot] = record;
 }
 
-// The push of a multi-block grid below 1 MiB (kWidePushVecs). It indexes the by-value handle with run-time ranks,
-// so the compiler copies the handle (120 bytes) to local memory at kernel entry, before the PDL wait: the constant
-// bank misses of its fields are then paid while the previous kernel drains. Without the copy (oneshot_pushw_body)
-// this kernel was 0.05-0.1 us slower from 8 to 128 KiB (bench/NOTES.md 6, 8, 21).
+// The push of a multi-block grid below 1 MiB (kWidePushVecs), with plain-store sends (push_call). It indexes the
+// by-value handle with run-time ranks, so the compiler copies the handle (120 bytes) to local memory at kernel entry,
+// before the PDL wait: the constant bank misses of its fields are then paid while the previous kernel drains. Without
+// the copy (oneshot_pushw_body) this kernel was 0.05-0.1 us slower from 8 to 128 KiB (bench/NOTES.md 6, 8, 21).
 template <typename T, int W, bool kPdl>
 __device__ __forceinline__ void oneshot_push_body(const DeviceHandle& h, const T* in, T* out, size_t nvec,
                                                   bool in_aligned, bool out_aligned) {
@@ -252,10 +257,10 @@ __device__ __forceinline__ void oneshot_pushw_body(const DeviceHandle& h, const 
 // the sends and the call record two slots per store. As a kernel of its own: 1 KiB 2.11-2.13 -> 2.01-2.04 us, 4 KiB
 // -0.04, 2 KiB +-0, on 2x H200 (bench/NOTES.md 20). As branches of the one push kernel the same two edits cost 0.03-0.4
 // us at sizes that never ran them (NOTES 16; not understood: register allocation or code layout of the whole kernel);
-// here the multi-block kernel compiles to the same SASS as without them. Plain stores are safe for the Lamport
+// as kernels of their own, an edit to one leaves the others' SASS as it was. Plain stores are safe for the Lamport
 // protocol: each slot is written once per call and read only after a poll saw every lane of it arrive (the 32-bit
 // elements of a vector store are single-copy atomic, and lanes are checked one by one), and the kernel boundary
-// orders them before the next call's re-arm. They lost 0.12 us at 1 MiB (NOTES 16), where the volatile ones stay.
+// orders them before the next call's re-arm.
 template <typename T, int W, bool kPdl>
 __device__ __forceinline__ void oneshot_push1_body(const DeviceHandle& h, const T* in, T* out, size_t nvec,
                                                    bool in_aligned, bool out_aligned) {
