@@ -25,9 +25,9 @@ for ws in ${CUSTOMAR_STRESS_WORLDS:-2 4}; do
   # the push buffers hold it, as at 2 GPUs; elsewhere the pull serves it).
   run "dead-peer-graph-push1-w$ws" CUSTOMAR_TIMEOUT_MS=2000 -- "$rel" dead-peer -n "$ws" --graph --count 512
   run "no-call-push1-w$ws" CUSTOMAR_TIMEOUT_MS=2000 -- "$rel" no-call -n "$ws" --count 512
-  run "dead-peer-graph-pushw-w$ws" CUSTOMAR_TIMEOUT_MS=2000 CUSTOMAR_ALGO=oneshot_push -- \
+  run "dead-peer-graph-2m-w$ws" CUSTOMAR_TIMEOUT_MS=2000 CUSTOMAR_ALGO=oneshot_push -- \
     "$rel" dead-peer -n "$ws" --graph --count 1048576
-  run "late-peer-pushw-w$ws" CUSTOMAR_TIMEOUT_MS=2000 CUSTOMAR_ALGO=oneshot_push -- "$rel" late-peer -n "$ws" --count 1048576
+  run "late-peer-2m-w$ws" CUSTOMAR_TIMEOUT_MS=2000 CUSTOMAR_ALGO=oneshot_push -- "$rel" late-peer -n "$ws" --count 1048576
   run "check-mode-w$ws" CUSTOMAR_CHECK=1 -- "$rel" check-mode -n "$ws"
   run "stress-w$ws" -- "$rel" stress -n "$ws" --calls "$calls" --seconds "$secs"
   run "lifecycle-w$ws" -- "$rel" lifecycle -n "$ws" --iters "${CUSTOMAR_LIFECYCLE_ITERS:-100}"

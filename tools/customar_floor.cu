@@ -33,6 +33,9 @@
 //                      reporting beyond a rare timer, no dtype or alignment paths). Checked like mini-push. The
 //                      smallest one-shot Lamport push at that size: customar's push minus this row is its own cost,
 //                      this row minus store-stream what the Lamport design adds to the links.
+//   The stream and lamport rows run the push's built-in grid for 128 SMs with up to 1024 threads per SM. Where the
+//   library's push kernel fits fewer (it asks the occupancy calculator; at 8 ranks its registers allow 512 from
+//   1 MiB), its grid is narrower than these rows' and the two are not the same shape.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -152,12 +155,14 @@ __device__ __forceinline__ bool mini_ready(const uint4& v) {
 }
 
 // Polls *slot into v until every lane has arrived; after about 2 s it sets *timed_out and stops, so that the tool
-// reports a broken exchange instead of hanging.
+// reports a broken exchange instead of hanging. Once any wait has given up, every later one stops at its first timer
+// check (a few hundred µs): a broken row then ends in seconds, not 2 s per vector, peer and launch.
 __device__ __forceinline__ void mini_wait(const uint4* slot, uint4& v, int* timed_out) {
   uint64_t t0 = 0;
   for (uint32_t spins = 1; !mini_ready(v); ++spins) {
     v = ld_volatile_v4(slot);
     if ((spins & 1023u) != 0) continue;  // the timer is read rarely: it costs more than a poll
+    if (*reinterpret_cast<volatile int*>(timed_out) != 0) return;
     const uint64_t now = global_timer_ns();
     if (t0 == 0) {
       t0 = now;
@@ -431,7 +436,7 @@ double mini_push_us(Group& g, const Options& o, cudaStream_t s, int threads) {
 std::vector<std::pair<std::string, double>> stream_us(Group& g, const Options& o, cudaStream_t s) {
   const int rank = g.rank(), world = g.size();
   constexpr size_t kMaxBytes = size_t(16) << 20;
-  // Rank src's share lands at src x 4 MiB in every peer, as each sender has its own slot in a push buffer.
+  // Rank src's share lands at src x 16 MiB in every peer, as each sender has its own slot in a push buffer.
   PeerBuffers bufs{customar::detail::open_ipc_peer_memory(g, rank, kMaxBytes * world)};
   Stream p{};
   for (int r = 0; r < world; ++r)

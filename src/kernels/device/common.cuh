@@ -194,8 +194,8 @@ __device__ __forceinline__ bool peer_gave_up(const DeviceHandle& h, const uint8_
 
 // The rare part of every wait for rank `missing` (a barrier flag, a push slot), run once every so many spins: true,
 // and the call aborted, when a peer has announced that it gave up or the wait has lasted past the timeout. `start` is
-// the wait's own clock, 0 before its first check. W > 0 with `self` = h.regions[h.rank]: no run-time index into the
-// handle (kDirect in oneshot_push.cuh).
+// the wait's own clock, 0 before its first check. W > 0 (then `self` = h.regions[h.rank] is required): no run-time
+// index into the handle (kDirect in oneshot_push.cuh).
 template <int W = 0>
 __device__ __forceinline__ bool wait_expired(const DeviceHandle& h, CallState& s, int missing, uint64_t& start,
                                              const uint8_t* self = nullptr) {

@@ -86,8 +86,8 @@ constexpr uint32_t kPollCheckSpins = 1024;
 // per thread, which covers every decode-sized message). The loops are the same code either way; removing their back
 // edges from the common case took 0.12 us off a 1 KiB push (bench/NOTES.md 14), a uniform branch picks the variant.
 // A thread that gives up waiting returns at once (the communicator is then marked failed).
-// kWeak: the sends are plain stores instead of st.volatile: in every push kernel but the wide one (see
-// oneshot_push1_body for why that is safe, push_call for where).
+// kWeak: the sends are plain stores instead of st.volatile: in the one-block kernel and the multi-block kernel below
+// 1 MiB, not in the wide one (see oneshot_push1_body for why that is safe, push_call for where).
 // kDirect: no run-time index into the handle (see oneshot_pushw_body).
 template <typename T, int W, bool kPdl, bool kOne, bool kWeak, bool kDirect>
 __device__ __forceinline__ void push_exchange(const DeviceHandle& h, const T* in, T* out, size_t nvec, size_t last,
@@ -205,6 +205,7 @@ __device__ __forceinline__ void push_call(const DeviceHandle& h, const T* in, T*
         push_exchange<T, W, kPdl, false, true, kDirect>(h, in, out, nvec, last, buf, v0, in_aligned, out_aligned);
       // The one block writes every slot, two per 16-byte store (kCounterPushState is 32-byte aligned): 256 stores
       // instead of 512 (bench/NOTES.md 16, v16).
+      static_assert(kMaxPushBlocks % 2 == 0, "the slots are written two per store");
       const unsigned long long record = (static_cast<unsigned long long>(nvec) << 2) | buf;
       const uint4 pair = make_uint4(unsigned(record), unsigned(record >> 32), unsigned(record), unsigned(record >> 32));
       uint4* slots = reinterpret_cast<uint4*>(h.counters + kCounterPushState);
@@ -224,9 +225,9 @@ __device__ __forceinline__ void push_call(const DeviceHandle& h, const T* in, T*
   // Record this call for the next push in every slot: slot s by block s % gridDim.x, so a block writes its own slot
   // (after reading it) and slots no block of this call reads. No block waits for another: electing a last block to
   // write one shared word (an atomic round trip at the end of every multi-block call) cost 0.15-0.3 us from 8 KiB to
-  // 1 MiB. A single-block call pays 0.05-0.1 us for its 512 stores; a generation-tagged record that spared it those
-  // lost more above 4 KiB (bench/NOTES.md 15). A thread that gave up records too: it has marked the communicator
-  // failed, so every later push returns as soon as it has read them.
+  // 1 MiB. A one-block grid runs oneshot_push1, which writes the slots two per store; a generation-tagged record
+  // that spared it all but one lost more above 4 KiB (bench/NOTES.md 15). A thread that gave up records too: it has
+  // marked the communicator failed, so every later push returns as soon as it has read them.
   const unsigned long long record = (static_cast<unsigned long long>(nvec) << 2) | buf;
   for (unsigned slot = blockIdx.x + threadIdx.x * gridDim.x; slot < unsigned(kMaxPushBlocks);
        slot += blockDim.x * gridDim.x)

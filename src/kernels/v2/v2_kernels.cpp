@@ -130,23 +130,27 @@ V2Kernels::V2Kernels(int world, int sm) {
         std::string name = std::string("customar_v2_") + kAlgoNames[a] + "_" + kTypeNames[t];
         CUSTOMAR_CUDA_CHECK(cudaLibraryGetKernel(&kernels_[a][t], lib_, name.c_str()));
       }
-    // The wide push grid only where four 256-thread blocks of the wide push kernel (the only one launched with more
-    // than 512 threads per SM: below kWidePushVecs a grid has at most 512 blocks of 128) are resident per SM at once
-    // (on this, the current, device). Register use grows with the world size (about 84 per thread at 8 ranks, from
-    // nvcc: three blocks), so this is asked, not assumed; a failed query keeps the cap __launch_bounds__ guarantees.
-    const int wide_block = kPushThreadsPerSm / 4;
-    for (int t = 0; t < 3; ++t) {
-      int resident = 0;
-      const cudaError_t err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-          &resident, reinterpret_cast<const void*>(kernels_[kPushWide][t]), wide_block, 0);
-      if (err != cudaSuccess) {
-        (void)cudaGetLastError();
-        CUSTOMAR_WARN("JIT", "occupancy of the V2 push (%s) unknown (%s): its grid keeps %d threads per SM",
-                      kTypeNames[t], cudaGetErrorName(err), kSafePushThreadsPerSm);
-        resident = 0;
+    // A push grid of up to kPushThreadsPerSm threads per SM only where that many of the kernel that runs it are
+    // resident per SM at once (on this, the current, device): the wide kernel in 256-thread blocks from
+    // kWidePushVecs, the multi-block kernel in 128-thread blocks below (a grid of 512 such blocks is more than 512
+    // threads per SM on a GPU of fewer than 128 SMs). Register use grows with the world size (about 84 per thread at
+    // 8 ranks), so this is asked, not assumed; a failed query keeps the cap __launch_bounds__ guarantees.
+    const int kind_of[2] = {algo_index(Algo::kOneshotPush), kPushWide};
+    const int block_of[2] = {128, 256};
+    for (int t = 0; t < 3; ++t)
+      for (int w = 0; w < 2; ++w) {
+        int resident = 0;
+        const cudaError_t err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+            &resident, reinterpret_cast<const void*>(kernels_[kind_of[w]][t]), block_of[w], 0);
+        if (err != cudaSuccess) {
+          (void)cudaGetLastError();
+          CUSTOMAR_WARN("JIT", "occupancy of the V2 push (%s, %s) unknown (%s): its grid keeps %d threads per SM",
+                        kAlgoNames[kind_of[w]], kTypeNames[t], cudaGetErrorName(err), kSafePushThreadsPerSm);
+          resident = 0;
+        }
+        push_sm_threads_[t][w] =
+            resident * block_of[w] >= kPushThreadsPerSm ? kPushThreadsPerSm : kSafePushThreadsPerSm;
       }
-      push_sm_threads_[t] = resident * wide_block >= kPushThreadsPerSm ? kPushThreadsPerSm : kSafePushThreadsPerSm;
-    }
   } catch (...) {
     // The destructor does not run for a constructor that throws: unload here, or the library leaks.
     (void)cudaLibraryUnload(lib_);
@@ -171,7 +175,8 @@ void V2Kernels::launch(Algo algo, const DeviceHandle& h, const void* in, void* o
   void* args[] = {&handle, const_cast<void**>(&in), &out, &nvec, &in_aligned, &out_aligned};
   cudaLaunchConfig_t cfg{};
   if (algo == Algo::kOneshotPush) {
-    const PushShape shape = push_shape(nvec, h.max_blocks, env().push_threads, push_sm_threads_[t]);
+    const PushShape shape =
+        push_shape(nvec, h.max_blocks, env().push_threads, push_sm_threads_[t][nvec >= kWidePushVecs ? 1 : 0]);
     // The kernel reads its state from slot blockIdx.x of kMaxPushBlocks; push_shape clamps to it, this keeps it so.
     if (shape.blocks > static_cast<unsigned>(kMaxPushBlocks))
       throw Error("V2 push: a grid of " + std::to_string(shape.blocks) + " blocks exceeds the " +

@@ -29,8 +29,9 @@ std::string v2_module_name(int world);
 /// From this many 16-byte vectors (1 MiB) the built-in push shape uses 256-thread blocks instead of 128.
 constexpr size_t kWidePushVecs = size_t(1) << 16;
 
-/// Push threads per agreed SM at most: four 256-thread blocks, where the wide push kernel's registers let four be
-/// resident at once (V2Kernels asks the occupancy calculator), so that a 2 MiB push has one vector per thread.
+/// Push threads per agreed SM at most, where the registers of the kernel that runs the grid let that many be resident
+/// at once (V2Kernels asks the occupancy calculator): four 256-thread blocks, so that a 2 MiB push has one vector per
+/// thread.
 constexpr int kPushThreadsPerSm = 1024;
 /// The cap that holds without asking: one 512-thread block per SM is what __launch_bounds__(512) guarantees.
 constexpr int kSafePushThreadsPerSm = 512;
@@ -68,7 +69,10 @@ class V2Kernels {
   cudaLibrary_t lib_ = nullptr;
   // [oneshot_push, oneshot_pull, twoshot, oneshot_push1, oneshot_pushw][f16, bf16, f32]
   cudaKernel_t kernels_[5][3] = {};
-  int push_sm_threads_[3] = {kSafePushThreadsPerSm, kSafePushThreadsPerSm, kSafePushThreadsPerSm};  // per dtype
+  // Threads per SM a push grid may use, per dtype: [t][0] below kWidePushVecs, [t][1] from it (the wide kernel).
+  int push_sm_threads_[3][2] = {{kSafePushThreadsPerSm, kSafePushThreadsPerSm},
+                                {kSafePushThreadsPerSm, kSafePushThreadsPerSm},
+                                {kSafePushThreadsPerSm, kSafePushThreadsPerSm}};
   double compile_ms_ = 0;
   const char* compile_source_ = "";
 };
