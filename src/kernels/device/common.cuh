@@ -194,12 +194,11 @@ __device__ __forceinline__ bool peer_gave_up(const DeviceHandle& h, const uint8_
 
 // The rare part of every wait for rank `missing` (a barrier flag, a push slot), run once every so many spins: true,
 // and the call aborted, when a peer has announced that it gave up or the wait has lasted past the timeout. `start` is
-// the wait's own clock, 0 before its first check. W > 0 (then `self` = h.regions[h.rank] is required): no run-time
+// the wait's own clock, 0 before its first check. `self` is this rank's region (h.regions[h.rank]); W > 0: no run-time
 // index into the handle (kDirect in oneshot_push.cuh).
 template <int W = 0>
-__device__ __forceinline__ bool wait_expired(const DeviceHandle& h, CallState& s, int missing, uint64_t& start,
-                                             const uint8_t* self = nullptr) {
-  if constexpr (W == 0) self = h.regions[h.rank];
+__device__ __forceinline__ bool wait_expired(const DeviceHandle& h, const uint8_t* self, CallState& s, int missing,
+                                             uint64_t& start) {
   if (peer_gave_up(h, self, s)) return true;
   const uint64_t now = global_timer_ns();
   if (start == 0) {
@@ -233,7 +232,7 @@ __device__ __forceinline__ bool block_barrier(const DeviceHandle& h, int phase, 
     uint64_t start = 0;
     for (uint32_t spins = 0; ld_acquire_sys(mine) < s.epoch; ++spins) {
       if ((spins & 255u) != 255u) continue;  // read the timer rarely: it costs more than a flag load
-      if (wait_expired(h, s, t, start)) break;
+      if (wait_expired(h, h.regions[h.rank], s, t, start)) break;
     }
   }
   __syncthreads();

@@ -98,9 +98,12 @@ __device__ __forceinline__ void push_exchange(const DeviceHandle& h, const T* in
   // a store, a re-arm store and a load per vector, 0.2-0.9 us from 1 to 4 MiB (bench/NOTES.md 17). The share it
   // reduces is the same unsentinel()ed vector the peers receive, so every rank sums the same bits in the same order
   // and results stay bitwise identical.
-  // This rank's region; kDirect picks it without indexing regions[] at run time.
+  // This rank's region, for kDirect only: picked without indexing regions[] at run time. The other kernels index it
+  // where it is used, as measured (hoisting it changes their schedule).
   uint8_t* self = nullptr;
   if constexpr (kDirect) self = region_of<W>(h, h.rank);
+  // wait_expired's world: compile-time (no run-time index into the handle) only for kDirect.
+  constexpr int kWaitWorld = kDirect ? W : 0;
   uint4 own = make_uint4(0, 0, 0, 0);
   for (size_t i = first; i < nvec; i += stride) {
     uint4 v = as_sent<T>(i == first ? v0 : load_user(in, i, in_aligned));
@@ -155,11 +158,7 @@ __device__ __forceinline__ void push_exchange(const DeviceHandle& h, const T* in
       for (uint32_t spins = 1; !vec_ready<T>(got[r]); ++spins) {
         got[r] = ld_volatile_v4(slot[r] + i);
         if (spins % kPollCheckSpins != 0) continue;
-        if constexpr (kDirect) {
-          if (wait_expired<W>(h, s, r, start, self)) return;
-        } else {
-          if (wait_expired(h, s, r, start)) return;
-        }
+        if (wait_expired<kWaitWorld>(h, kDirect ? self : h.regions[h.rank], s, r, start)) return;
       }
       accumulate<T>(acc, got[r]);
     }

@@ -57,7 +57,9 @@ PushShape push_shape(size_t nvec, int max_blocks, int threads, int sm_threads) {
   // they fit, so that a 2 MiB push still has one vector per thread and keeps its own share in a register: 9.7 us
   // there against 10.1 for 512 threads per SM, and 17.9 against 18.2 at 4 MiB.
   const size_t single = threads > 0 ? static_cast<size_t>(threads) : 256;
-  const size_t per_block = threads > 0 ? static_cast<size_t>(threads) : (nvec >= kWidePushVecs ? 256 : 128);
+  const size_t per_block = static_cast<size_t>(threads > 0             ? threads
+                                               : nvec >= kWidePushVecs ? kWidePushBlock
+                                                                       : kPushBlock);
   if (nvec <= single) {
     // One block with one thread per vector (whole warps).
     return {1u, static_cast<unsigned>(nvec < 32 ? 32 : (nvec + 31) / 32 * 32)};
@@ -136,7 +138,7 @@ V2Kernels::V2Kernels(int world, int sm) {
     // threads per SM on a GPU of fewer than 128 SMs). Register use grows with the world size (about 84 per thread at
     // 8 ranks), so this is asked, not assumed; a failed query keeps the cap __launch_bounds__ guarantees.
     const int kind_of[2] = {algo_index(Algo::kOneshotPush), kPushWide};
-    const int block_of[2] = {128, 256};
+    const int block_of[2] = {kPushBlock, kWidePushBlock};
     for (int t = 0; t < 3; ++t)
       for (int w = 0; w < 2; ++w) {
         int resident = 0;
@@ -175,8 +177,8 @@ void V2Kernels::launch(Algo algo, const DeviceHandle& h, const void* in, void* o
   void* args[] = {&handle, const_cast<void**>(&in), &out, &nvec, &in_aligned, &out_aligned};
   cudaLaunchConfig_t cfg{};
   if (algo == Algo::kOneshotPush) {
-    const PushShape shape =
-        push_shape(nvec, h.max_blocks, env().push_threads, push_sm_threads_[t][nvec >= kWidePushVecs ? 1 : 0]);
+    const bool wide = nvec >= kWidePushVecs;
+    const PushShape shape = push_shape(nvec, h.max_blocks, env().push_threads, push_sm_threads_[t][wide ? 1 : 0]);
     // The kernel reads its state from slot blockIdx.x of kMaxPushBlocks; push_shape clamps to it, this keeps it so.
     if (shape.blocks > static_cast<unsigned>(kMaxPushBlocks))
       throw Error("V2 push: a grid of " + std::to_string(shape.blocks) + " blocks exceeds the " +
@@ -185,7 +187,7 @@ void V2Kernels::launch(Algo algo, const DeviceHandle& h, const void* in, void* o
     cfg.blockDim = dim3(shape.threads);
     if (shape.blocks == 1)
       kernel = kernels_[kPush1][t];
-    else if (nvec >= kWidePushVecs)
+    else if (wide)
       kernel = kernels_[kPushWide][t];
   } else {
     cfg.gridDim = dim3(static_cast<unsigned>(v1_grid(algo, bytes, h.world, h.max_blocks)));

@@ -26,8 +26,12 @@ std::string v2_source(int world);
 /// Module name used in the cache key and dumps, e.g. "customar_v2_w4".
 std::string v2_module_name(int world);
 
-/// From this many 16-byte vectors (1 MiB) the built-in push shape uses 256-thread blocks instead of 128.
+/// From this many 16-byte vectors (1 MiB) the built-in push shape uses kWidePushBlock-thread blocks instead of
+/// kPushBlock, and the wide push kernel runs it.
 constexpr size_t kWidePushVecs = size_t(1) << 16;
+/// Threads per block of the built-in multi-block push shape, below and from kWidePushVecs.
+constexpr int kPushBlock = 128;
+constexpr int kWidePushBlock = 256;
 
 /// Push threads per agreed SM at most, where the registers of the kernel that runs the grid let that many be resident
 /// at once (V2Kernels asks the occupancy calculator): four 256-thread blocks, so that a 2 MiB push has one vector per
