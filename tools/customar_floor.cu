@@ -406,8 +406,8 @@ double mini_push_us(Group& g, const Options& o, cudaStream_t s, int threads) {
   p.rank = rank;
   PeerBuffers bufs{customar::detail::open_ipc_peer_memory(g, rank, buf_vecs * sizeof(uint4))};  // armed below
   for (int r = 0; r < world; ++r) p.buf[r] = static_cast<uint4*>(bufs.mem->peer(r));
-  std::vector<uint32_t> armed(buf_vecs * 4, kSentinelWord);
-  TEST_CUDA(cudaMemcpy(p.buf[rank], armed.data(), buf_vecs * sizeof(uint4), cudaMemcpyHostToDevice));
+  fill_sentinel<<<256, 256>>>(p.buf[rank], buf_vecs);  // complete at the cudaDeviceSynchronize before the barrier
+  TEST_CUDA(cudaGetLastError());
   std::vector<uint16_t> out(size_t(kMiniVecs) * 8, 0xffff);
   void* d_in = device_input(rank, out.size());
   void* d_out = nullptr;
