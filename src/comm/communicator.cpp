@@ -163,7 +163,8 @@ struct Communicator::Impl {
 
   size_t capacity() const { return custom ? custom->capacity() : 0; }
 
-  CallPlan plan(size_t bytes) const {
+  CallPlan plan(size_t bytes, DataType dtype) const {
+    if (!custom_dtype(dtype)) return {Algo::kNccl, "a type only NCCL reduces"};
     CallPlan p = plan_call(backend, thresholds, bytes, bytes % 16 == 0, capacity(), force_algo);
     if (p.algo == Algo::kOneshotPush && bytes > custom->push_capacity())
       p = {Algo::kOneshotPull, "larger than the push buffers"};
@@ -240,7 +241,7 @@ struct Communicator::Impl {
       last_stream = stream;
       has_last_stream = true;
     }
-    CallPlan p = plan(bytes);
+    CallPlan p = plan(bytes, dtype);
     CUSTOMAR_TRACE("COLL", "all_reduce %zu x %s: %s (%s)%s", count, std::string(dtype_name(dtype)).c_str(),
                    std::string(algo_name(p.algo)).c_str(), p.reason, capturing ? " [captured]" : "");
     if (p.algo != Algo::kNccl && v2) {
@@ -281,7 +282,7 @@ Backend Communicator::backend() const { return impl_->backend; }
 const std::string& Communicator::reason() const { return impl_->reason; }
 Algo Communicator::algo_for(size_t count, DataType dtype) const {
   if (impl_->backend == Backend::kNone) return Algo::kNccl;
-  return impl_->plan(count * dtype_size(dtype)).algo;
+  return impl_->plan(count * dtype_size(dtype), dtype).algo;
 }
 size_t Communicator::capacity() const { return impl_->capacity(); }
 int Communicator::rank() const { return impl_->rank; }

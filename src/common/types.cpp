@@ -6,30 +6,36 @@
 
 namespace customar {
 
-size_t dtype_size(DataType dtype) {
-  switch (dtype) {
-    case DataType::kFloat16:
-      return 2;
-    case DataType::kBFloat16:
-      return 2;
-    case DataType::kFloat32:
-      return 4;
-  }
-  throw InvalidArgument("unknown DataType " + std::to_string(static_cast<int>(dtype)) +
-                        "; allowed: kFloat16 (0), kBFloat16 (1), kFloat32 (2)");
+namespace {
+
+struct TypeInfo {
+  size_t size;
+  const char* name;
+};
+
+// Indexed by the DataType value.
+constexpr TypeInfo kTypes[kDataTypeCount] = {
+    {2, "fp16"},  {2, "bf16"},   {4, "fp32"},  {8, "fp64"},   {1, "int8"},    {1, "uint8"},
+    {4, "int32"}, {4, "uint32"}, {8, "int64"}, {8, "uint64"}, {1, "fp8e4m3"}, {1, "fp8e5m2"},
+};
+
+const TypeInfo& type_info(DataType dtype) {
+  const int v = static_cast<int>(dtype);
+  if (v < 0 || v >= kDataTypeCount)
+    throw InvalidArgument("unknown DataType " + std::to_string(v) + "; allowed: 0.." +
+                          std::to_string(kDataTypeCount - 1) + " (kFloat16 .. kFloat8E5M2)");
+  return kTypes[v];
 }
 
-std::string_view dtype_name(DataType dtype) {
-  switch (dtype) {
-    case DataType::kFloat16:
-      return "fp16";
-    case DataType::kBFloat16:
-      return "bf16";
-    case DataType::kFloat32:
-      return "fp32";
-  }
-  throw InvalidArgument("unknown DataType " + std::to_string(static_cast<int>(dtype)) +
-                        "; allowed: kFloat16 (0), kBFloat16 (1), kFloat32 (2)");
+}  // namespace
+
+size_t dtype_size(DataType dtype) { return type_info(dtype).size; }
+
+std::string_view dtype_name(DataType dtype) { return type_info(dtype).name; }
+
+bool custom_dtype(DataType dtype) {
+  (void)type_info(dtype);
+  return dtype == DataType::kFloat16 || dtype == DataType::kBFloat16 || dtype == DataType::kFloat32;
 }
 
 std::string_view backend_name(Backend backend) {

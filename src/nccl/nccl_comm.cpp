@@ -9,16 +9,13 @@
 namespace customar::detail {
 
 namespace {
+// NCCL's own numbering of its types (nccl.h), indexed by the DataType value.
 ncclDataType_t nccl_type(DataType dtype) {
-  switch (dtype) {
-    case DataType::kFloat16:
-      return ncclFloat16;
-    case DataType::kBFloat16:
-      return ncclBfloat16;
-    case DataType::kFloat32:
-      return ncclFloat32;
-  }
-  throw InvalidArgument("unknown DataType " + std::to_string(static_cast<int>(dtype)));
+  static constexpr ncclDataType_t kNcclTypes[kDataTypeCount] = {
+      ncclFloat16, ncclBfloat16, ncclFloat32, ncclFloat64, ncclInt8,  ncclUint8,
+      ncclInt32,   ncclUint32,   ncclInt64,   ncclUint64,  ncclFloat8e4m3, ncclFloat8e5m2};
+  (void)dtype_size(dtype);  // throws InvalidArgument for a value outside DataType
+  return kNcclTypes[static_cast<int>(dtype)];
 }
 }  // namespace
 
