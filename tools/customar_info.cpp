@@ -11,7 +11,6 @@
 #include "customar/env.h"
 #include "customar/error.h"
 #include "customar/topology.h"
-#include "kernels/v2/v2_kernels.h"
 
 using namespace customar;
 
@@ -19,13 +18,11 @@ namespace {
 
 void usage() {
   std::printf(
-      "usage: customar-info [--topo FILE] [--json] [--env] [--dump FILE] [--v2-source FILE]\n"
+      "usage: customar-info [--topo FILE] [--json] [--env] [--dump FILE]\n"
       "  --topo FILE   read the topology from FILE instead of detecting it\n"
       "  --json        print {\"world_size\", \"backend\", \"reason\"} for the full world size and nothing else\n"
       "  --env         list every CUSTOMAR_* environment variable with its default and meaning\n"
-      "  --dump FILE   write the topology (detected or loaded) to FILE in the topology file format\n"
-      "  --v2-source FILE  write the built-in V2 device source to FILE (edit it, then A/B it through\n"
-      "                CUSTOMAR_V2_SOURCE, e.g. with scripts/gpu-v2-ab.sh) and exit\n");
+      "  --dump FILE   write the topology (detected or loaded) to FILE in the topology file format\n");
 }
 
 std::string size_text(size_t b) {
@@ -49,7 +46,7 @@ void print_matrix(const char* title, const std::vector<std::vector<bool>>& m) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string topo_path, dump_path, source_path;
+  std::string topo_path, dump_path;
   bool as_json = false, list_env = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -57,8 +54,6 @@ int main(int argc, char** argv) {
       topo_path = argv[++i];
     else if (a == "--dump" && i + 1 < argc)
       dump_path = argv[++i];
-    else if (a == "--v2-source" && i + 1 < argc)
-      source_path = argv[++i];
     else if (a == "--json")
       as_json = true;
     else if (a == "--env")
@@ -73,14 +68,6 @@ int main(int argc, char** argv) {
     }
   }
   try {
-    if (!source_path.empty()) {
-      const std::string text = detail::v2_device_source("");
-      std::FILE* f = std::fopen(source_path.c_str(), "wb");
-      bool ok = f != nullptr && std::fwrite(text.data(), 1, text.size(), f) == text.size();
-      if (f != nullptr) ok = std::fclose(f) == 0 && ok;
-      if (!ok) throw Error("cannot write " + source_path + ": " + std::strerror(errno));
-      return 0;
-    }
     if (list_env) {
       for (const EnvVar& v : env_vars())
         std::printf("%-26s default %-20s %s\n", v.name, v.default_value[0] ? v.default_value : "(unset)", v.meaning);

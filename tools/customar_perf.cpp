@@ -2,11 +2,11 @@
 // symmetric-memory kernels), in one run on one machine, plus the per-machine tuner.
 //
 //   customar-perf [-g N] [-b MIN] [-e MAX] [-f FACTOR] [-n ITERS] [-w WARMUP] [-r REPLAYS] [-c 0|1] [-G 0|1]
-//                 [-d bf16|fp16|fp32] [-k auto|v2|v1|nccl|nccl-symm|nostage|all] [-J FILE] [--tune [FILE]]
+//                 [-d bf16|fp16|fp32] [-k auto|v2|v1|nccl|nccl-symm|all] [-J FILE] [--tune [FILE]]
 //
 // Backends: auto (what customar picks), v2 / v1 (that backend forced; v1 by CommOptions::max_backend), nccl (its own
 // communicator, ordinary buffers), nccl-symm (NCCL's symmetric-memory kernels on ncclMemAlloc'ed, window-registered
-// buffers), nostage (auto without its fused staging copy: prices the copy, sums wrong on purpose, not checked).
+// buffers).
 //
 // Each row: size count type redop backend algo | out-of-place time algbw busbw #wrong | in-place ... | vs nccl.
 // busbw = algbw * 2(n-1)/n. Times are microseconds per call: with -G 1 (default) the median over REPLAYS replays of a
@@ -18,20 +18,18 @@
 #include <nccl.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "check_kernels.h"
-#include "comm/bench_access.h"
 #include "config/tune.h"
 #include "customar/communicator.h"
 #include "customar/config.h"
@@ -62,225 +60,279 @@ struct Options {
   std::string tune_file;
 };
 
+// Enqueues one all-reduce of the current size on a stream.
 using Issue = std::function<void(const void* in, void* out, cudaStream_t)>;
 
-double time_call(Group& g, const Options& o, const Issue& issue, const void* in, void* out, cudaStream_t s) {
-  if (!o.graph) {
-    for (int w = 0; w < o.warmup * o.iters; ++w) issue(in, out, s);
-    TEST_CUDA(cudaStreamSynchronize(s));
-    return time_rounds(
-        g,
-        [&] {
-          for (int i = 0; i < o.iters; ++i) issue(in, out, s);
-        },
-        o.iters, o.replays, s);
-  }
-  return time_graph(
-      g, [&] { issue(in, out, s); }, o.iters, o.warmup, o.replays, s);
-}
-
-// A backend under test: its communicator (nullptr: NCCL), what it runs for a size, and its buffers (NCCL's
-// symmetric memory needs its own).
-struct Backend_ {
+// A backend under test: its communicator (nullptr: NCCL) and its buffers (NCCL's symmetric memory needs its own).
+struct Candidate {
   std::string name;
   Communicator* comm;
   void* in;
   void* out;
-  bool nostage;  // customar without the fused staging copy: prices the copy, sums are wrong on purpose
 };
 
-int run_rank(Group& g, const Options& o) {
-  const int rank = g.rank(), world = g.size();
-  TEST_CUDA(cudaSetDevice(rank));
-  cudaDeviceProp prop{};
-  TEST_CUDA(cudaGetDeviceProperties(&prop, rank));
-  ncclUniqueId id{};
-  if (rank == 0) PERF_NCCL(ncclGetUniqueId(&id));
-  id = all_gather_value(g, id)[0];
-  ncclComm_t nccl;
-  PERF_NCCL(ncclCommInitRank(&nccl, world, id, rank));
-  const ncclDataType_t nt = o.dtype == DataType::kBFloat16  ? ncclBfloat16
-                            : o.dtype == DataType::kFloat16 ? ncclFloat16
-                                                            : ncclFloat32;
-  const size_t es = dtype_size(o.dtype);
-  cudaStream_t s;
-  TEST_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-  void *in = nullptr, *out = nullptr;
-  TEST_CUDA(cudaMalloc(&in, o.max_bytes));
-  TEST_CUDA(cudaMalloc(&out, o.max_bytes));
-  CheckResult* res = nullptr;
-  TEST_CUDA(cudaMalloc(reinterpret_cast<void**>(&res), sizeof(CheckResult)));
+// Out-of-place and in-place results of one candidate at one size.
+struct Row {
+  double us[2] = {0, 0};
+  unsigned long long wrong[2] = {0, 0};
+};
 
+class PerfRank {
+ public:
+  PerfRank(Group& g, const Options& o) : g_(g), o_(o), rank_(g.rank()), world_(g.size()) {}
+  ~PerfRank();
+  int run();
+
+ private:
+  void set_up();
+  void add_candidates();
+  void print_header() const;
+  Issue issue_for(const Candidate& c, size_t count) const;
+  double time_call(const Issue& issue, const void* in, void* out);
+  Row measure(const Candidate& c, size_t bytes);
+  void report(const Candidate& c, size_t bytes, const Row& row, double nccl_us);
+  SizeTiming tune_at(size_t bytes);
+  void finish(const std::vector<SizeTiming>& tune) const;
+
+  Group& g_;
+  const Options& o_;
+  const int rank_, world_;
+  cudaDeviceProp prop_{};
+  ncclComm_t nccl_ = nullptr;
+  ncclDataType_t nccl_type_ = ncclBfloat16;
+  cudaStream_t s_ = nullptr;
+  void *in_ = nullptr, *out_ = nullptr;
+  CheckResult* res_ = nullptr;
+  std::unique_ptr<Communicator> comm_, comm_v1_;
+  std::vector<Candidate> candidates_;
+  void *sin_ = nullptr, *sout_ = nullptr;
+  ncclWindow_t win_in_{}, win_out_{};
+  FILE* json_ = nullptr;
+  long total_wrong_ = 0;
+  std::map<std::string, std::pair<double, int>> bw_sum_;
+};
+
+void PerfRank::set_up() {
+  TEST_CUDA(cudaSetDevice(rank_));
+  TEST_CUDA(cudaGetDeviceProperties(&prop_, rank_));
+  ncclUniqueId id{};
+  if (rank_ == 0) PERF_NCCL(ncclGetUniqueId(&id));
+  id = all_gather_value(g_, id)[0];
+  PERF_NCCL(ncclCommInitRank(&nccl_, world_, id, rank_));
+  nccl_type_ = o_.dtype == DataType::kBFloat16  ? ncclBfloat16
+               : o_.dtype == DataType::kFloat16 ? ncclFloat16
+                                                : ncclFloat32;
+  TEST_CUDA(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking));
+  TEST_CUDA(cudaMalloc(&in_, o_.max_bytes));
+  TEST_CUDA(cudaMalloc(&out_, o_.max_bytes));
+  TEST_CUDA(cudaMalloc(reinterpret_cast<void**>(&res_), sizeof(CheckResult)));
   CommOptions copt;
-  copt.nccl_comm = nccl;
+  copt.nccl_comm = nccl_;
   // The tuner forces each algorithm at each size, so its buffers must hold every size, not only those the current
   // thresholds send there (else a push limit could never move up).
-  copt.max_buffers = o.tune;
-  auto comm = std::make_unique<Communicator>(g, rank, copt);
-  std::unique_ptr<Communicator> comm_v1;
-  std::vector<Backend_> backends;
-  auto comm_backend = [&](const std::string& name, Communicator* c) { backends.push_back({name, c, in, out, false}); };
-  void *sin = nullptr, *sout = nullptr;
-  ncclWindow_t win_in{}, win_out{};
-  for (const std::string& b : o.backends) {
+  copt.max_buffers = o_.tune;
+  comm_ = std::make_unique<Communicator>(g_, rank_, copt);
+  if (rank_ == 0 && !o_.json.empty()) json_ = std::fopen(o_.json.c_str(), "w");
+}
+
+void PerfRank::add_candidates() {
+  for (const std::string& b : o_.backends) {
     if (b == "auto") {
-      comm_backend("auto", comm.get());
+      candidates_.push_back({"auto", comm_.get(), in_, out_});
     } else if (b == "v2") {
-      if (comm->backend() == Backend::kV2)
-        comm_backend("v2", comm.get());
-      else if (rank == 0)
-        std::printf("# v2 skipped: %s\n", comm->reason().c_str());
+      if (comm_->backend() == Backend::kV2)
+        candidates_.push_back({"v2", comm_.get(), in_, out_});
+      else if (rank_ == 0)
+        std::printf("# v2 skipped: %s\n", comm_->reason().c_str());
     } else if (b == "v1") {
-      CommOptions v1opt = copt;
+      CommOptions v1opt;
+      v1opt.nccl_comm = nccl_;
+      v1opt.max_buffers = o_.tune;
       v1opt.max_backend = Backend::kV1;
-      comm_v1 = std::make_unique<Communicator>(g, rank, v1opt);
-      if (comm_v1->backend() == Backend::kV1)
-        comm_backend("v1", comm_v1.get());
-      else if (rank == 0)
-        std::printf("# v1 skipped: %s\n", comm_v1->reason().c_str());
-    } else if (b == "nostage") {
-      if (comm->backend() == Backend::kV2 || comm->backend() == Backend::kV1)
-        backends.push_back({"nostage", comm.get(), in, out, true});
+      comm_v1_ = std::make_unique<Communicator>(g_, rank_, v1opt);
+      if (comm_v1_->backend() == Backend::kV1)
+        candidates_.push_back({"v1", comm_v1_.get(), in_, out_});
+      else if (rank_ == 0)
+        std::printf("# v1 skipped: %s\n", comm_v1_->reason().c_str());
     } else if (b == "nccl") {
-      backends.push_back({"nccl", nullptr, in, out, false});
+      candidates_.push_back({"nccl", nullptr, in_, out_});
     } else if (b == "nccl-symm") {
       // NCCL's symmetric-memory kernels: buffers from ncclMemAlloc, registered once as symmetric windows.
-      PERF_NCCL(ncclMemAlloc(&sin, o.max_bytes));
-      PERF_NCCL(ncclMemAlloc(&sout, o.max_bytes));
-      PERF_NCCL(ncclCommWindowRegister(nccl, sin, o.max_bytes, &win_in, NCCL_WIN_COLL_SYMMETRIC));
-      PERF_NCCL(ncclCommWindowRegister(nccl, sout, o.max_bytes, &win_out, NCCL_WIN_COLL_SYMMETRIC));
-      backends.push_back({"nccl-symm", nullptr, sin, sout, false});
+      PERF_NCCL(ncclMemAlloc(&sin_, o_.max_bytes));
+      PERF_NCCL(ncclMemAlloc(&sout_, o_.max_bytes));
+      PERF_NCCL(ncclCommWindowRegister(nccl_, sin_, o_.max_bytes, &win_in_, NCCL_WIN_COLL_SYMMETRIC));
+      PERF_NCCL(ncclCommWindowRegister(nccl_, sout_, o_.max_bytes, &win_out_, NCCL_WIN_COLL_SYMMETRIC));
+      candidates_.push_back({"nccl-symm", nullptr, sin_, sout_});
     }
   }
-  FILE* json = (rank == 0 && !o.json.empty()) ? std::fopen(o.json.c_str(), "w") : nullptr;
-  if (rank == 0) {
-    std::printf("# customar-perf: %d x %s, %s sum, %s, %d iters x %d replays, worst rank\n", world, prop.name,
-                std::string(dtype_name(o.dtype)).c_str(), o.graph ? "CUDA graph" : "eager", o.iters, o.replays);
-    std::printf("# customar: %s (%s)\n", std::string(backend_name(comm->backend())).c_str(), comm->reason().c_str());
-    std::printf("#%11s %11s %5s %5s %-10s %-13s %9s %7s %7s %6s %9s %7s %7s %6s %8s\n", "size", "count", "type",
-                "redop", "backend", "algo", "oop(us)", "algbw", "busbw", "#wrong", "ip(us)", "algbw", "busbw", "#wrong",
-                "vs nccl");
+}
+
+void PerfRank::print_header() const {
+  if (rank_ != 0) return;
+  std::printf("# customar-perf: %d x %s, %s sum, %s, %d iters x %d replays, worst rank\n", world_, prop_.name,
+              std::string(dtype_name(o_.dtype)).c_str(), o_.graph ? "CUDA graph" : "eager", o_.iters, o_.replays);
+  std::printf("# customar: %s (%s)\n", std::string(backend_name(comm_->backend())).c_str(), comm_->reason().c_str());
+  std::printf("#%11s %11s %5s %5s %-10s %-13s %9s %7s %7s %6s %9s %7s %7s %6s %8s\n", "size", "count", "type", "redop",
+              "backend", "algo", "oop(us)", "algbw", "busbw", "#wrong", "ip(us)", "algbw", "busbw", "#wrong",
+              "vs nccl");
+}
+
+Issue PerfRank::issue_for(const Candidate& c, size_t count) const {
+  if (c.comm == nullptr)
+    return [this, count](const void* i, void* x, cudaStream_t st) {
+      PERF_NCCL(ncclAllReduce(i, x, count, nccl_type_, ncclSum, nccl_, st));
+    };
+  return [&c, this, count](const void* i, void* x, cudaStream_t st) { c.comm->all_reduce(i, x, count, o_.dtype, st); };
+}
+
+double PerfRank::time_call(const Issue& issue, const void* in, void* out) {
+  if (o_.graph)
+    return time_graph(
+        g_, [&] { issue(in, out, s_); }, o_.iters, o_.warmup, o_.replays, s_);
+  for (int w = 0; w < o_.warmup * o_.iters; ++w) issue(in, out, s_);
+  TEST_CUDA(cudaStreamSynchronize(s_));
+  auto round = [&] {
+    for (int i = 0; i < o_.iters; ++i) issue(in, out, s_);
+  };
+  return time_rounds(g_, round, o_.iters, o_.replays, s_);
+}
+
+// Checks the candidate once against the float64 reference (output poisoned first), then times it; out of place, then
+// in place.
+Row PerfRank::measure(const Candidate& c, size_t bytes) {
+  const size_t count = bytes / dtype_size(o_.dtype);
+  const Issue call = issue_for(c, count);
+  Row row;
+  for (int inplace = 0; inplace < 2; ++inplace) {
+    void* dst = inplace ? c.in : c.out;
+    if (o_.check) {
+      const uint64_t seed = mix(bytes * 4 + inplace);
+      fill(c.in, count, o_.dtype, seed, rank_, Values::kUniform, s_);
+      TEST_CUDA(cudaMemsetAsync(dst, 0xff, inplace ? 0 : bytes, s_));
+      call(c.in, dst, s_);
+      const CheckResult cr = check(dst, count, o_.dtype, seed, world_, Values::kUniform, s_, res_);
+      for (auto w : all_gather_value(g_, cr.wrong)) row.wrong[inplace] += w;
+      total_wrong_ += static_cast<long>(row.wrong[inplace]);
+    }
+    row.us[inplace] = time_call(call, c.in, dst);
   }
-  long total_wrong = 0;
-  std::map<std::string, std::pair<double, int>> bw_sum;
+  return row;
+}
+
+void PerfRank::report(const Candidate& c, size_t bytes, const Row& row, double nccl_us) {
+  const size_t count = bytes / dtype_size(o_.dtype);
+  const std::string algo = c.comm == nullptr ? (c.name == "nccl" ? "ring/tree" : "symmetric")
+                                             : std::string(algo_name(c.comm->algo_for(count, o_.dtype)));
+  auto algbw = [&](double us) { return double(bytes) / (us * 1e-6) / 1e9; };
+  const double bus = 2.0 * (world_ - 1) / world_;
+  bw_sum_[c.name].first += algbw(row.us[0]) * bus;
+  bw_sum_[c.name].second += 1;
+  if (rank_ != 0) return;
+  char ratio[16] = "-";
+  if (nccl_us > 0 && c.name != "nccl") std::snprintf(ratio, sizeof(ratio), "%.2f", row.us[0] / nccl_us);
+  const std::string type(dtype_name(o_.dtype));
+  std::printf("%12zu %11zu %5s %5s %-10s %-13s %9.2f %7.2f %7.2f %6llu %9.2f %7.2f %7.2f %6llu %8s\n", bytes, count,
+              type.c_str(), "sum", c.name.c_str(), algo.c_str(), row.us[0], algbw(row.us[0]), algbw(row.us[0]) * bus,
+              row.wrong[0], row.us[1], algbw(row.us[1]), algbw(row.us[1]) * bus, row.wrong[1], ratio);
+  std::fflush(stdout);
+  if (json_ != nullptr)
+    std::fprintf(json_,
+                 "{\"world\": %d, \"gpu\": \"%s\", \"dtype\": \"%s\", \"backend\": \"%s\", \"algo\": \"%s\", "
+                 "\"bytes\": %zu, \"graph\": %s, \"oop_us\": %.3f, \"ip_us\": %.3f, \"busbw_gbs\": %.3f, "
+                 "\"wrong\": %llu}\n",
+                 world_, prop_.name, type.c_str(), c.name.c_str(), algo.c_str(), bytes, o_.graph ? "true" : "false",
+                 row.us[0], row.us[1], algbw(row.us[0]) * bus, row.wrong[0] + row.wrong[1]);
+}
+
+// Every algorithm the communicator can run at this size, forced, out of place, and NCCL.
+SizeTiming PerfRank::tune_at(size_t bytes) {
+  const size_t count = bytes / dtype_size(o_.dtype);
+  SizeTiming st;
+  st.bytes = bytes;
+  const Issue forced = [&](const void* i, void* x, cudaStream_t stm) { comm_->all_reduce(i, x, count, o_.dtype, stm); };
+  auto measure_algo = [&](Algo a) {
+    comm_->set_algo(a);
+    const double us = comm_->algo_for(count, o_.dtype) == a ? time_call(forced, in_, out_) : -1;
+    comm_->set_algo(std::nullopt);
+    return us;
+  };
+  if (comm_->backend() == Backend::kV2) st.push_us = measure_algo(Algo::kOneshotPush);
+  st.pull_us = measure_algo(Algo::kOneshotPull);
+  st.twoshot_us = measure_algo(Algo::kTwoshot);
+  st.nccl_us = time_call(issue_for({"nccl", nullptr, in_, out_}, count), in_, out_);
+  return st;
+}
+
+// Writes the tuned thresholds into the file, keeping what it already says for other (arch, world size) entries.
+void save_tuned(const std::string& path, ArchFamily fam, int world, const Thresholds& t) {
+  Config file;
+  if (std::ifstream f(path); f) {
+    std::stringstream ss;
+    ss << f.rdbuf();
+    file = merge_config_json(Config{}, ss.str(), path);
+  }
+  file.table[{fam, world}] = t;
+  const std::string tmp = path + ".tmp." + std::to_string(getpid());
+  {
+    std::ofstream f(tmp);
+    f << config_to_json(file);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) std::printf("# tune: cannot write %s\n", path.c_str());
+}
+
+void PerfRank::finish(const std::vector<SizeTiming>& tune) const {
+  if (rank_ != 0) return;
+  for (const auto& [name, v] : bw_sum_)
+    std::printf("# Avg bus bandwidth (%s, out-of-place): %.2f GB/s\n", name.c_str(), v.first / v.second);
+  std::printf("# Out of bounds values : %ld %s\n", total_wrong_, total_wrong_ == 0 ? "OK" : "FAILED");
+  if (!o_.tune || comm_->backend() == Backend::kNone || comm_->backend() == Backend::kNccl) return;
+  const ArchFamily fam = arch_family(prop_.major * 10 + prop_.minor);
+  const Thresholds base = *global_config().find(fam, world_);
+  const Thresholds t = tune_thresholds(tune, base);
+  const std::string path = o_.tune_file.empty() ? tuned_config_path() : o_.tune_file;
+  save_tuned(path, fam, world_, t);
+  auto sz = [](size_t b) { return b == kUnlimited ? std::string("unlimited") : std::to_string(b); };
+  std::printf("# tune: %s world %d: push <= %s, pull <= %s, two-shot <= %s, then NCCL; loss vs best %.3f (was %.3f)\n",
+              arch_family_name(fam), world_, sz(t.oneshot_push_max).c_str(), sz(t.oneshot_pull_max).c_str(),
+              sz(t.custom_max).c_str(), threshold_loss(tune, t), threshold_loss(tune, base));
+  std::printf("# tune: written to %s\n", path.c_str());
+}
+
+int PerfRank::run() {
+  set_up();
+  add_candidates();
+  print_header();
   std::vector<SizeTiming> tune;
-  for (double fb = double(o.min_bytes); fb <= double(o.max_bytes) + 0.5; fb *= o.factor) {
+  const size_t es = dtype_size(o_.dtype);
+  for (double fb = double(o_.min_bytes); fb <= double(o_.max_bytes) + 0.5; fb *= o_.factor) {
     const size_t bytes = size_t(fb) / es * es;
-    const size_t count = bytes / es;
     double nccl_us = -1;
-    for (Backend_& b : backends) {
-      Issue call = [&](const void* i, void* x, cudaStream_t st) {
-        if (b.comm == nullptr)
-          PERF_NCCL(ncclAllReduce(i, x, count, nt, ncclSum, nccl, st));
-        else
-          b.comm->all_reduce(i, x, count, o.dtype, st);
-      };
-      const std::string algo = b.comm == nullptr ? (b.name == "nccl" ? "ring/tree" : "symmetric")
-                                                 : std::string(algo_name(b.comm->algo_for(count, o.dtype)));
-      if (b.nostage && algo == "nccl") continue;
-      if (b.nostage) detail::BenchAccess::set_skip_copy_in(*b.comm, true);
-      double t[2];
-      unsigned long long wrong[2] = {0, 0};
-      for (int inplace = 0; inplace < 2; ++inplace) {
-        void* dst = inplace ? b.in : b.out;
-        if (o.check && !b.nostage) {
-          uint64_t seed = mix(bytes * 4 + inplace);
-          fill(b.in, count, o.dtype, seed, rank, Values::kUniform, s);
-          TEST_CUDA(cudaMemsetAsync(dst, 0xff, inplace ? 0 : bytes, s));
-          call(b.in, dst, s);
-          CheckResult cr = check(dst, count, o.dtype, seed, world, Values::kUniform, s, res);
-          for (auto w : all_gather_value(g, cr.wrong)) wrong[inplace] += w;
-          total_wrong += static_cast<long>(wrong[inplace]);
-        }
-        t[inplace] = time_call(g, o, call, b.in, dst, s);
-      }
-      if (b.nostage) detail::BenchAccess::set_skip_copy_in(*b.comm, false);
-      if (b.name == "nccl") nccl_us = t[0];
-      auto algbw = [&](double us) { return double(bytes) / (us * 1e-6) / 1e9; };
-      double bus = 2.0 * (world - 1) / world;
-      bw_sum[b.name].first += algbw(t[0]) * bus;
-      bw_sum[b.name].second += 1;
-      if (rank == 0) {
-        char ratio[16] = "-";
-        if (nccl_us > 0 && b.name != "nccl") snprintf(ratio, sizeof(ratio), "%.2f", t[0] / nccl_us);
-        std::printf("%12zu %11zu %5s %5s %-10s %-13s %9.2f %7.2f %7.2f %6llu %9.2f %7.2f %7.2f %6llu %8s\n", bytes,
-                    count, std::string(dtype_name(o.dtype)).c_str(), "sum", b.name.c_str(), algo.c_str(), t[0],
-                    algbw(t[0]), algbw(t[0]) * bus, wrong[0], t[1], algbw(t[1]), algbw(t[1]) * bus, wrong[1], ratio);
-        std::fflush(stdout);
-        if (json)
-          std::fprintf(json,
-                       "{\"world\": %d, \"gpu\": \"%s\", \"dtype\": \"%s\", \"backend\": \"%s\", \"algo\": \"%s\", "
-                       "\"bytes\": %zu, \"graph\": %s, \"oop_us\": %.3f, \"ip_us\": %.3f, \"busbw_gbs\": %.3f, "
-                       "\"wrong\": %llu}\n",
-                       world, prop.name, std::string(dtype_name(o.dtype)).c_str(), b.name.c_str(), algo.c_str(), bytes,
-                       o.graph ? "true" : "false", t[0], t[1], algbw(t[0]) * bus, wrong[0] + wrong[1]);
-      }
+    for (const Candidate& c : candidates_) {
+      const Row row = measure(c, bytes);
+      if (c.name == "nccl") nccl_us = row.us[0];
+      report(c, bytes, row, nccl_us);
     }
-    if (o.tune) {
-      // Every algorithm the communicator can run at this size, forced, out of place.
-      SizeTiming st;
-      st.bytes = bytes;
-      Issue forced = [&](const void* i, void* x, cudaStream_t stm) { comm->all_reduce(i, x, count, o.dtype, stm); };
-      auto measure = [&](std::optional<Algo> a) {
-        comm->set_algo(a);
-        double us =
-            comm->algo_for(count, o.dtype) == a.value_or(Algo::kNccl) ? time_call(g, o, forced, in, out, s) : -1;
-        comm->set_algo(std::nullopt);
-        return us;
-      };
-      if (comm->backend() == Backend::kV2) st.push_us = measure(Algo::kOneshotPush);
-      st.pull_us = measure(Algo::kOneshotPull);
-      st.twoshot_us = measure(Algo::kTwoshot);
-      st.nccl_us = time_call(
-          g, o,
-          [&](const void* i, void* x, cudaStream_t stm) {
-            PERF_NCCL(ncclAllReduce(i, x, count, nt, ncclSum, nccl, stm));
-          },
-          in, out, s);
-      tune.push_back(st);
-    }
+    if (o_.tune) tune.push_back(tune_at(bytes));
   }
-  if (rank == 0) {
-    for (const auto& [name, v] : bw_sum)
-      std::printf("# Avg bus bandwidth (%s, out-of-place): %.2f GB/s\n", name.c_str(), v.first / v.second);
-    std::printf("# Out of bounds values : %ld %s\n", total_wrong, total_wrong == 0 ? "OK" : "FAILED");
+  finish(tune);
+  return total_wrong_ == 0 ? 0 : 1;
+}
+
+PerfRank::~PerfRank() {
+  if (json_ != nullptr) std::fclose(json_);
+  comm_v1_.reset();
+  comm_.reset();
+  if (sin_ != nullptr) {
+    (void)ncclCommWindowDeregister(nccl_, win_in_);
+    (void)ncclCommWindowDeregister(nccl_, win_out_);
+    (void)ncclMemFree(sin_);
+    (void)ncclMemFree(sout_);
   }
-  if (o.tune && comm->backend() != Backend::kNone && comm->backend() != Backend::kNccl && rank == 0) {
-    ArchFamily fam = arch_family(prop.major * 10 + prop.minor);
-    Thresholds base = *global_config().find(fam, world);
-    Thresholds t = tune_thresholds(tune, base);
-    std::string path = o.tune_file.empty() ? tuned_config_path() : o.tune_file;
-    Config file;  // keep what the file already says for other (arch, world size) entries
-    if (std::ifstream f(path); f) {
-      std::stringstream ss;
-      ss << f.rdbuf();
-      file = merge_config_json(Config{}, ss.str(), path);
-    }
-    file.table[{fam, world}] = t;
-    std::string tmp = path + ".tmp." + std::to_string(getpid());
-    {
-      std::ofstream f(tmp);
-      f << config_to_json(file);
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) std::printf("# tune: cannot write %s\n", path.c_str());
-    auto sz = [](size_t b) { return b == kUnlimited ? std::string("unlimited") : std::to_string(b); };
-    std::printf(
-        "# tune: %s world %d: push <= %s, pull <= %s, two-shot <= %s, then NCCL; loss vs best %.3f (was %.3f)\n",
-        arch_family_name(fam), world, sz(t.oneshot_push_max).c_str(), sz(t.oneshot_pull_max).c_str(),
-        sz(t.custom_max).c_str(), threshold_loss(tune, t), threshold_loss(tune, base));
-    std::printf("# tune: written to %s\n", path.c_str());
-  }
-  if (json) std::fclose(json);
-  comm_v1.reset();
-  comm.reset();
-  if (sin != nullptr) {
-    PERF_NCCL(ncclCommWindowDeregister(nccl, win_in));
-    PERF_NCCL(ncclCommWindowDeregister(nccl, win_out));
-    PERF_NCCL(ncclMemFree(sin));
-    PERF_NCCL(ncclMemFree(sout));
-  }
-  PERF_NCCL(ncclCommDestroy(nccl));
-  return total_wrong == 0 ? 0 : 1;
+  if (nccl_ != nullptr) (void)ncclCommDestroy(nccl_);
+  (void)cudaFree(in_);
+  (void)cudaFree(out_);
+  (void)cudaFree(res_);
+  if (s_ != nullptr) (void)cudaStreamDestroy(s_);
 }
 
 size_t parse_size(const std::string& s) {
@@ -299,8 +351,69 @@ void usage() {
   std::fprintf(
       stderr,
       "usage: customar-perf [-g N] [-b MIN] [-e MAX] [-f FACTOR] [-n ITERS] [-w WARMUP] [-r REPLAYS] [-c 0|1]\n"
-      "                     [-G 0|1] [-d bf16|fp16|fp32] [-k auto|v2|v1|nccl|nccl-symm|nostage|all] [-J FILE]\n"
+      "                     [-G 0|1] [-d bf16|fp16|fp32] [-k auto|v2|v1|nccl|nccl-symm|all] [-J FILE]\n"
       "                     [--tune [FILE]]\n");
+}
+
+DataType parse_dtype(const std::string& d) {
+  if (d == "bf16") return DataType::kBFloat16;
+  if (d == "fp16") return DataType::kFloat16;
+  if (d == "fp32") return DataType::kFloat32;
+  throw std::runtime_error("-d " + d + ": expected bf16, fp16 or fp32");
+}
+
+std::vector<std::string> parse_backends(const std::string& k) {
+  if (k == "all") return {"nccl", "nccl-symm", "v1", "auto"};
+  if (k == "nccl") return {"nccl"};
+  if (k == "auto" || k == "v2" || k == "v1" || k == "nccl-symm") return {"nccl", k};
+  throw std::runtime_error("-k " + k + ": expected auto, v2, v1, nccl, nccl-symm or all");
+}
+
+// Returns false after printing usage for -h.
+bool parse_args(int argc, char** argv, Options& o) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "-g")
+      o.gpus = std::stoi(next());
+    else if (a == "-b")
+      o.min_bytes = parse_size(next());
+    else if (a == "-e")
+      o.max_bytes = parse_size(next());
+    else if (a == "-f")
+      o.factor = std::stod(next());
+    else if (a == "-n")
+      o.iters = std::stoi(next());
+    else if (a == "-w")
+      o.warmup = std::stoi(next());
+    else if (a == "-r")
+      o.replays = std::stoi(next());
+    else if (a == "-c")
+      o.check = next() != "0";
+    else if (a == "-G")
+      o.graph = next() != "0";
+    else if (a == "-J")
+      o.json = next();
+    else if (a == "-d")
+      o.dtype = parse_dtype(next());
+    else if (a == "-k")
+      o.backends = parse_backends(next());
+    else if (a == "--tune") {
+      o.tune = true;
+      if (i + 1 < argc && argv[i + 1][0] != '-') o.tune_file = argv[++i];
+    } else if (a == "-h" || a == "--help") {
+      usage();
+      return false;
+    } else {
+      throw std::runtime_error("unknown argument " + a);
+    }
+  }
+  if (o.factor <= 1 || o.iters < 1 || o.replays < 1 || o.min_bytes < 16 || o.max_bytes < o.min_bytes)
+    throw std::runtime_error("need -f > 1, -n >= 1, -r >= 1, 16 <= -b <= -e");
+  return true;
 }
 
 }  // namespace
@@ -308,76 +421,20 @@ void usage() {
 int main(int argc, char** argv) {
   Options o;
   try {
-    for (int i = 1; i < argc; ++i) {
-      std::string a = argv[i];
-      auto next = [&]() -> std::string {
-        if (i + 1 >= argc) throw std::runtime_error(a + " needs a value");
-        return argv[++i];
-      };
-      if (a == "-g")
-        o.gpus = std::stoi(next());
-      else if (a == "-b")
-        o.min_bytes = parse_size(next());
-      else if (a == "-e")
-        o.max_bytes = parse_size(next());
-      else if (a == "-f")
-        o.factor = std::stod(next());
-      else if (a == "-n")
-        o.iters = std::stoi(next());
-      else if (a == "-w")
-        o.warmup = std::stoi(next());
-      else if (a == "-r")
-        o.replays = std::stoi(next());
-      else if (a == "-c")
-        o.check = next() != "0";
-      else if (a == "-G")
-        o.graph = next() != "0";
-      else if (a == "-J")
-        o.json = next();
-      else if (a == "-d") {
-        std::string d = next();
-        if (d == "bf16")
-          o.dtype = DataType::kBFloat16;
-        else if (d == "fp16")
-          o.dtype = DataType::kFloat16;
-        else if (d == "fp32")
-          o.dtype = DataType::kFloat32;
-        else
-          throw std::runtime_error("-d " + d + ": expected bf16, fp16 or fp32");
-      } else if (a == "-k") {
-        std::string k = next();
-        if (k == "all")
-          o.backends = {"nccl", "nccl-symm", "v1", "auto", "nostage"};
-        else if (k == "auto" || k == "v2" || k == "v1" || k == "nccl" || k == "nccl-symm" || k == "nostage")
-          o.backends = {"nccl", k};
-        else
-          throw std::runtime_error("-k " + k + ": expected auto, v2, v1, nccl, nccl-symm, nostage or all");
-        if (k == "nccl") o.backends = {"nccl"};
-      } else if (a == "--tune") {
-        o.tune = true;
-        if (i + 1 < argc && argv[i + 1][0] != '-') o.tune_file = argv[++i];
-      } else if (a == "-h" || a == "--help") {
-        usage();
-        return 0;
-      } else {
-        throw std::runtime_error("unknown argument " + a);
-      }
-    }
-    if (o.factor <= 1 || o.iters < 1 || o.replays < 1 || o.min_bytes < 16 || o.max_bytes < o.min_bytes)
-      throw std::runtime_error("need -f > 1, -n >= 1, -r >= 1, 16 <= -b <= -e");
+    if (!parse_args(argc, argv, o)) return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "customar-perf: %s\n", e.what());
     usage();
     return 2;
   }
-  int gpus = visible_gpu_count();
+  const int gpus = visible_gpu_count();
   if (o.gpus == 0) o.gpus = gpus;
   if (o.gpus < 2 || o.gpus > gpus) {
     std::fprintf(stderr, "customar-perf: -g %d needs 2..%d GPUs\n", o.gpus, gpus);
     return 2;
   }
   auto exits = launch(
-      o.gpus, [&](Group& g) { return run_rank(g, o); }, LaunchOptions{580});
+      o.gpus, [&](Group& g) { return PerfRank(g, o).run(); }, LaunchOptions{580});
   for (const auto& e : exits)
     if (!e.ok()) return 1;
   return 0;

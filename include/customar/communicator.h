@@ -15,7 +15,7 @@
 namespace customar {
 
 namespace detail {
-struct BenchAccess;
+struct LabAccess;
 }
 
 /// Options of a Communicator. Defaults suit every caller; the fields exist for tests, tools and applications that
@@ -93,7 +93,7 @@ class Communicator {
   Algo algo_for(size_t count, DataType dtype) const;
   /// Forces an algorithm for later calls (nullopt: back to the config's choice), overriding CUSTOMAR_ALGO. For tools
   /// and the tuner; every rank must make the same call at the same point. An algorithm the backend cannot run for a
-  /// given call falls back as plan_call() describes.
+  /// given call falls back as plan_call() (customar/dispatch.h) describes.
   void set_algo(std::optional<Algo> algo);
 
   /// The largest message, in bytes, that the custom backend's buffers hold (0 for NCCL / none).
@@ -105,7 +105,7 @@ class Communicator {
   struct Impl;
 
  private:
-  friend struct detail::BenchAccess;
+  friend struct detail::LabAccess;
   std::unique_ptr<Impl> impl_;
 };
 

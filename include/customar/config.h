@@ -1,8 +1,8 @@
 // Per (architecture family, world size) thresholds that pick the algorithm for a message size.
 //
 // The table is filled lazily and exactly once per process (global_config()), from every entry point that needs it,
-// the capability check included: the system customar rebuilds read the table's keys as "supported world sizes"
-// before anything had filled it, and so rejected every machine.
+// the capability check included, because the check reads the table's keys as "supported world sizes": read before
+// anything fills it, an empty table would reject every machine.
 //
 // Config file (CUSTOMAR_CONFIG_FILE, written by the tuner), merged over the built-in table:
 //   {
@@ -61,8 +61,9 @@ struct Config {
   std::vector<int> world_sizes(ArchFamily family) const;
 };
 
-/// The built-in table: the reference system's H200-tuned Hopper values and its B200 values (DESIGN.md), with an
-/// upper crossover to NCCL added from the 4x H100 anchors (custom all-reduce loses to NCCL above 16 MiB at 4 GPUs).
+/// The built-in table: tuned on 2x and 4x H200 where measured, SGLang's custom all-reduce V2 values elsewhere (Hopper
+/// tuned on H200, Blackwell on B200), with an upper crossover to NCCL (custom all-reduce loses to NCCL above 16 MiB at
+/// 4 GPUs and above 32 MiB at 2, measured on H100).
 Config builtin_config();
 
 /// Parses a config file's text and merges it over `base`. Throws ConfigError naming the field.

@@ -46,24 +46,37 @@ struct CallPlan {
   const char* reason = "";  ///< static text, so planning a call allocates nothing.
 };
 
-/// Picks the algorithm for one call on `backend` with thresholds `t`. `bytes` is the message size; `aligned16` says
-/// whether the pointers and the byte count are multiples of 16; `capacity` is the largest message the backend's
-/// buffers hold. A forced algorithm is honoured where the backend can run it for this call.
-CallPlan plan_call(Backend backend, const Thresholds& t, size_t bytes, bool aligned16, size_t capacity,
-                   std::optional<Algo> force_algo);
+/// What a communicator's calls are planned from besides the call itself: fixed at creation and identical on every
+/// rank (the backend and thresholds come out of the set-up vote, the capacities from the agreed buffer sizes).
+struct PlanFacts {
+  Backend backend = Backend::kNccl;
+  int world = 0;
+  Thresholds thresholds;
+  size_t capacity = 0;             ///< bytes a staging buffer holds (0: no custom buffers)
+  size_t push_capacity = 0;        ///< bytes a push slot holds (0: no one-shot push)
+  std::optional<Algo> force_algo;  ///< CUSTOMAR_ALGO or Communicator::set_algo(); nullopt: the thresholds decide
+};
+
+/// Picks the algorithm for one call of `count` elements of `dtype`. In order: a backend other than V1/V2, a dtype
+/// only NCCL reduces, a byte count that is not a multiple of 16 and a message larger than the staging buffers go to
+/// NCCL; a forced algorithm is honoured where the backend can run it (V1 has no push); then the thresholds, with the
+/// crossover to NCCL first; a push larger than the push buffers becomes a pull. Pointer alignment does not enter:
+/// the kernels take element-aligned pointers. A pure function of its arguments, so every rank plans the same call
+/// alike.
+CallPlan plan_call(const PlanFacts& facts, size_t count, DataType dtype);
 
 /// Combines per-rank decisions (collective): every rank votes its own decision and all ranks return the lowest
 /// backend, with the reason of the first rank that voted for it ("rank r: ..."). dispatch_custom_allreduce() ends
 /// with it; it is public so that callers with their own decision logic keep the same all-ranks-agree guarantee.
 Decision agree_on_backend(Group& group, const Decision& mine);
 
-/// The reference system's capability check: detects the group's topology (collective), fills the config if not yet
-/// filled, and returns true when V2 would be chosen. Every rank returns the same answer.
+/// The capability check of SGLang's custom all-reduce V2, under its name: detects the group's topology (collective),
+/// fills the config if not yet filled, and returns true when V2 would be chosen. Every rank returns the same answer.
 bool can_use_custom_all_reduce_v2(Group& group, int device);
 
-/// The reference system's dispatch: detects the group's topology (collective), fills the config, decides, and
-/// combines the decision across ranks (each votes, the lowest backend wins) so all ranks take the same path.
-/// `topology_out`, when given, receives the combined topology the decision was made on.
+/// The dispatch of SGLang's custom all-reduce V2, under its name: detects the group's topology (collective), fills the
+/// config, decides, and combines the decision across ranks (each votes, the lowest backend wins) so all ranks take the
+/// same path. `topology_out`, when given, receives the combined topology the decision was made on.
 Decision dispatch_custom_allreduce(Group& group, int device, Topology* topology_out = nullptr);
 
 }  // namespace customar

@@ -37,9 +37,7 @@ struct Env {
   int64_t init_timeout_ms = 120000;  ///< bounded waits of set-up exchanges (a peer may be compiling kernels).
   std::string cache_dir;
   std::string jit_dump;
-  std::string v2_source;  ///< file replacing the built-in V2 device source; empty = built-in.
   bool check = false;
-  int push_threads = 0;  ///< threads per push block; 0 = built-in shape.
   /// Names of variables that are set to a non-default value, for the INFO log.
   std::vector<std::string> non_default;
 };

@@ -26,7 +26,8 @@ class Group {
   /// Number of ranks.
   virtual int size() const = 0;
   /// Every rank contributes `mine` (any length, lengths may differ); returns all contributions in rank order.
-  /// Collective. Throws TimeoutError if a rank does not arrive within CUSTOMAR_TIMEOUT_MS.
+  /// Collective. Throws TimeoutError if a rank does not arrive within CUSTOMAR_INIT_TIMEOUT_MS (the bound of every
+  /// set-up exchange; the data path never goes through a Group).
   virtual std::vector<Bytes> all_gather(std::span<const uint8_t> mine) = 0;
   /// Returns when every rank has called it. Collective; throws TimeoutError like all_gather().
   virtual void barrier() = 0;

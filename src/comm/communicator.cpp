@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <optional>
 
-#include "comm/bench_access.h"
 #include "comm/custom_backend.h"
+#include "comm/lab_access.h"
 #include "common/check.h"
 #include "common/device_guard.h"
 #include "common/log.h"
@@ -14,10 +14,10 @@
 #include "customar/config.h"
 #include "customar/dispatch.h"
 #include "customar/env.h"
+#include "dispatch/plan.h"
 #include "dispatch/setup.h"
 #include "group/agree.h"
-#include "kernels/v1/launch.h"
-#include "kernels/v2/v2_kernels.h"
+#include "kernels/kernels.h"
 #include "nccl/nccl_comm.h"
 
 namespace customar {
@@ -27,15 +27,24 @@ namespace {
 using detail::DeviceGuard;
 
 // Staging bounds: below 1 MiB the two-shot range would be tiny; above 64 MiB NCCL is at least as fast on every
-// machine measured (anchors: NCCL matches the best custom kernels from 64 MiB on).
+// machine measured (2x and 4x H100 and H200).
 constexpr size_t kMinCapacity = size_t(1) << 20;
 constexpr size_t kMaxCapacity = size_t(64) << 20;
 // Push slots: one per peer in each of 3 rotating buffers, so 3 x (world - 1) x this per rank. 4 MiB covers every
-// one-shot push threshold measured (the largest, 4 MiB at two Hopper GPUs, where push and pull cross: 17.9 against
-// 18.4 us, and the push's cost per MiB is higher); 256 KiB floor so CUSTOMAR_ALGO=oneshot_push can be exercised at
-// any world size.
+// one-shot push threshold measured (the largest, 4 MiB at two Hopper GPUs, where push and pull cross); the 256 KiB
+// floor lets CUSTOMAR_ALGO=oneshot_push run at any world size.
 constexpr size_t kMinPushCapacity = size_t(256) << 10;
 constexpr size_t kMaxPushCapacity = size_t(4) << 20;
+
+size_t round16(size_t b) { return (b + 15) / 16 * 16; }
+
+std::string device_error(int dev) {
+  int count = 0;
+  CUSTOMAR_CUDA_CHECK(cudaGetDeviceCount(&count));
+  if (dev >= 0 && dev < count) return "";
+  return "Communicator: device " + std::to_string(dev) + " does not exist; this process sees " + std::to_string(count) +
+         " GPU(s): 0.." + std::to_string(count - 1);
+}
 
 }  // namespace
 
@@ -44,14 +53,13 @@ struct Communicator::Impl {
   int device;
   int rank;
   int world;
-  Backend backend = Backend::kNone;
   std::string reason;
-  Thresholds thresholds{};
-  std::optional<Algo> force_algo;
+  PlanFacts facts;
+  detail::LaunchLimits limits;
   bool check_mode = false;
   std::unique_ptr<detail::NcclComm> nccl;
   std::unique_ptr<detail::CustomBackend> custom;
-  std::unique_ptr<detail::V2Kernels> v2;  // set only for the V2 backend
+  std::unique_ptr<detail::Kernels> kernels;  // set for V1 and V2
   // Ordering of successive calls issued on different streams.
   cudaStream_t last_stream = nullptr;
   bool has_last_stream = false;
@@ -60,84 +68,24 @@ struct Communicator::Impl {
   int failed_rank = -1;
 
   Impl(Group& g, int dev, const CommOptions& options) : group(g), device(dev), rank(g.rank()), world(g.size()) {
-    int count = 0;
-    CUSTOMAR_CUDA_CHECK(cudaGetDeviceCount(&count));
-    std::string bad_device;
-    if (dev < 0 || dev >= count)
-      bad_device = "Communicator: device " + std::to_string(dev) + " does not exist; this process sees " +
-                   std::to_string(count) + " GPU(s): 0.." + std::to_string(count - 1);
     // A bad device on one rank must not leave the others waiting in the first exchange: for a group it travels in
     // the set-up vote and every rank throws.
+    const std::string bad_device = device_error(dev);
     if (!bad_device.empty() && world == 1) throw InvalidArgument(bad_device);
     // Current device first, so that detection's CUDA calls create no context on another GPU.
     std::optional<DeviceGuard> guard;
     if (bad_device.empty()) guard.emplace(dev);
     log::set_rank(rank);
-    const Env& e = env();
-    if (!e.non_default.empty() && rank == 0) {
-      std::string all;
-      for (const auto& v : e.non_default) all += " " + v;
-      CUSTOMAR_INFO("INIT", "environment:%s", all.c_str());
-    }
-    // Backend, thresholds, CUSTOMAR_ALGO and CUSTOMAR_CHECK come out of one vote, identical on every rank.
+    log_environment();
+    facts.world = world;
     Topology topo;
-    if (world > 1) {
-      detail::AgreedChoice c = detail::agree_setup(group, dev, options.max_backend, &topo, bad_device);
-      backend = c.decision.backend;
-      reason = c.decision.reason;
-      thresholds = c.thresholds;
-      force_algo = c.force_algo;
-      check_mode = c.check;
-      nccl = std::make_unique<detail::NcclComm>(group, dev, options.nccl_comm);
-    } else {
-      Decision d = dispatch_custom_allreduce(group, dev);  // world size 1: no exchange, no detection
-      backend = d.backend;
-      reason = d.reason;
-    }
-    if (backend == Backend::kV2) {
-      // Compile (or load from the cache) now, at creation: a compile failure must degrade to V1 here, on every rank
-      // alike, never surface mid-run.
-      try {
-        detail::run_step(group, "compiling the V2 kernels",
-                         [&] { v2 = std::make_unique<detail::V2Kernels>(world, topo.gpus[0].sm); });
-        char buf[96];
-        snprintf(buf, sizeof(buf), "; V2 kernels %s in %.0f ms", v2->compile_source(), v2->compile_ms());
-        reason += buf;
-      } catch (const Error& err) {
-        v2.reset();
-        CUSTOMAR_WARN("JIT", "V2 unavailable, using V1: %s", err.what());
-        backend = Backend::kV1;
-        reason = std::string("V2 kernels failed to build (") + err.what() + "); V1 serves";
-      }
-    }
-    if (backend == Backend::kV1 || backend == Backend::kV2) {
-      size_t cap = options.max_buffers ? kMaxCapacity : std::clamp(thresholds.custom_max, kMinCapacity, kMaxCapacity);
-      cap = (cap + 15) / 16 * 16;
-      size_t push_cap = 0;
-      if (backend == Backend::kV2) {
-        push_cap = options.max_buffers ? kMaxPushCapacity
-                                       : std::clamp(thresholds.oneshot_push_max, kMinPushCapacity, kMaxPushCapacity);
-        push_cap = (push_cap + 15) / 16 * 16;
-      }
-      try {
-        custom = std::make_unique<detail::CustomBackend>(group, dev, topo, cap, push_cap,
-                                                         uint64_t(e.timeout_ms) * 1000000ull);
-      } catch (const Error& err) {
-        // Every rank threw the same error at the same exchange (group/agree.h), so all act together. A topology
-        // that was given (CUSTOMAR_TOPO_FILE) and does not hold is the caller's error: say so, do not paper over it.
-        // A detected one that does not hold (a driver or container that misreports) degrades to NCCL.
-        if (!e.topo_file.empty())
-          throw ConfigError("CUSTOMAR_TOPO_FILE=" + e.topo_file +
-                            " claims peer access that this machine does not give: " + err.what());
-        CUSTOMAR_WARN("INIT", "custom backend unavailable, using NCCL: %s", err.what());
-        v2.reset();
-        backend = Backend::kNccl;
-        reason = std::string("custom backend failed to build (") + err.what() + "); NCCL serves";
-      }
-    }
+    choose_backend(options, bad_device, &topo);
+    if (backend() == Backend::kV2) build_v2_kernels(topo.gpus[0].sm);
+    if (backend() == Backend::kV1) kernels = detail::make_v1_kernels();
+    if (kernels) build_buffers(topo, options);
     CUSTOMAR_CUDA_CHECK(cudaEventCreateWithFlags(&order_event, cudaEventDisableTiming));
     CUSTOMAR_INFO("INIT", "communicator rank %d/%d on device %d: backend %s (%s)", rank, world, dev,
-                  std::string(backend_name(backend)).c_str(), reason.c_str());
+                  std::string(backend_name(backend())).c_str(), reason.c_str());
   }
 
   ~Impl() {
@@ -155,39 +103,100 @@ struct Communicator::Impl {
       }
     }
     custom.reset();
-    v2.reset();
+    kernels.reset();
     if (peer_left && nccl) nccl->abort_on_destroy();
     nccl.reset();
     if (order_event != nullptr) (void)cudaEventDestroy(order_event);
   }
 
-  size_t capacity() const { return custom ? custom->capacity() : 0; }
+  Backend backend() const { return facts.backend; }
 
-  CallPlan plan(size_t bytes, DataType dtype) const {
-    if (!custom_dtype(dtype)) return {Algo::kNccl, "a type only NCCL reduces"};
-    CallPlan p = plan_call(backend, thresholds, bytes, bytes % 16 == 0, capacity(), force_algo);
-    if (p.algo == Algo::kOneshotPush && bytes > custom->push_capacity())
-      p = {Algo::kOneshotPull, "larger than the push buffers"};
-    return p;
+  void log_environment() const {
+    const Env& e = env();
+    if (e.non_default.empty() || rank != 0) return;
+    std::string all;
+    for (const auto& v : e.non_default) all += " " + v;
+    CUSTOMAR_INFO("INIT", "environment:%s", all.c_str());
   }
+
+  // Backend, thresholds, CUSTOMAR_ALGO and CUSTOMAR_CHECK come out of one vote, identical on every rank.
+  void choose_backend(const CommOptions& options, const std::string& bad_device, Topology* topo) {
+    if (world == 1) {
+      const Decision d = dispatch_custom_allreduce(group, device);  // no exchange, no detection
+      facts.backend = d.backend;
+      reason = d.reason;
+      return;
+    }
+    const detail::AgreedChoice c = detail::agree_setup(group, device, options.max_backend, topo, bad_device);
+    facts.backend = c.decision.backend;
+    facts.thresholds = c.thresholds;
+    facts.force_algo = c.force_algo;
+    reason = c.decision.reason;
+    check_mode = c.check;
+    nccl = std::make_unique<detail::NcclComm>(group, device, options.nccl_comm);
+  }
+
+  // Compiled (or loaded from the cache) now, at creation: a compile failure degrades to V1 here, on every rank
+  // alike, never mid-run.
+  void build_v2_kernels(int sm) {
+    try {
+      detail::run_step(group, "compiling the V2 kernels", [&] { kernels = detail::make_v2_kernels(world, sm); });
+      reason += "; " + kernels->describe();
+    } catch (const Error& err) {
+      kernels.reset();
+      CUSTOMAR_WARN("JIT", "V2 unavailable, using V1: %s", err.what());
+      facts.backend = Backend::kV1;
+      reason = std::string("V2 kernels failed to build (") + err.what() + "); V1 serves";
+    }
+  }
+
+  void build_buffers(const Topology& topo, const CommOptions& options) {
+    const Env& e = env();
+    const Thresholds& t = facts.thresholds;
+    const size_t cap =
+        round16(options.max_buffers ? kMaxCapacity : std::clamp(t.custom_max, kMinCapacity, kMaxCapacity));
+    size_t push_cap = 0;
+    if (backend() == Backend::kV2)
+      push_cap = round16(options.max_buffers ? kMaxPushCapacity
+                                             : std::clamp(t.oneshot_push_max, kMinPushCapacity, kMaxPushCapacity));
+    try {
+      custom = std::make_unique<detail::CustomBackend>(group, device, topo, cap, push_cap,
+                                                       uint64_t(e.timeout_ms) * 1000000ull);
+    } catch (const Error& err) {
+      // Every rank threw the same error at the same exchange (group/agree.h), so all act together. A topology
+      // that was given (CUSTOMAR_TOPO_FILE) and does not hold is the caller's error: say so, do not paper over it.
+      // A detected one that does not hold (a driver or container that misreports) degrades to NCCL.
+      if (!e.topo_file.empty())
+        throw ConfigError("CUSTOMAR_TOPO_FILE=" + e.topo_file +
+                          " claims peer access that this machine does not give: " + err.what());
+      CUSTOMAR_WARN("INIT", "custom backend unavailable, using NCCL: %s", err.what());
+      kernels.reset();
+      facts.backend = Backend::kNccl;
+      reason = std::string("custom backend failed to build (") + err.what() + "); NCCL serves";
+      return;
+    }
+    facts.capacity = custom->capacity();
+    facts.push_capacity = custom->push_capacity();
+    limits = detail::launch_limits(*kernels, custom->handle().max_blocks, backend() == Backend::kV2);
+  }
+
+  size_t capacity() const { return custom ? custom->capacity() : 0; }
 
   void check_failed() {
     if (failed_rank >= 0)
       throw StateError("Communicator is broken: an earlier call timed out waiting for rank " +
                        std::to_string(failed_rank) + "; destroy it and build a new one");
-    if (custom) {
-      int err = custom->error();
-      if (err != 0) {
-        failed_rank = (err & (detail::kErrorPeerGaveUp - 1)) - 1;
-        const std::string what =
-            (err & detail::kErrorPeerGaveUp)
-                ? " timed out waiting for a peer and left the communicator, so this rank stopped waiting for it"
-                : " did not arrive within CUSTOMAR_TIMEOUT_MS=" + std::to_string(env().timeout_ms) + " ms";
-        throw TimeoutError("all_reduce on rank " + std::to_string(rank) + ": rank " + std::to_string(failed_rank) +
-                               what + "; the communicator is now unusable",
-                           failed_rank);
-      }
-    }
+    if (!custom) return;
+    const int err = custom->error();
+    if (err == 0) return;
+    failed_rank = (err & (detail::kErrorPeerGaveUp - 1)) - 1;
+    const std::string what =
+        (err & detail::kErrorPeerGaveUp)
+            ? " timed out waiting for a peer and left the communicator, so this rank stopped waiting for it"
+            : " did not arrive within CUSTOMAR_TIMEOUT_MS=" + std::to_string(env().timeout_ms) + " ms";
+    throw TimeoutError("all_reduce on rank " + std::to_string(rank) + ": rank " + std::to_string(failed_rank) + what +
+                           "; the communicator is now unusable",
+                       failed_rank);
   }
 
   void verify_same_call(size_t count, DataType dtype) {
@@ -195,21 +204,19 @@ struct Communicator::Impl {
     w.put<uint64_t>(count).put<int32_t>(static_cast<int32_t>(dtype));
     std::vector<Bytes> all = group.all_gather(w.bytes());
     for (int r = 0; r < world; ++r) {
-      if (all[r] != all[0]) {
-        detail::Reader rd(all[r]);
-        auto c = rd.get<uint64_t>();
-        auto d = rd.get<int32_t>();
-        throw InvalidArgument("CUSTOMAR_CHECK: rank " + std::to_string(r) + " called all_reduce with count " +
-                              std::to_string(c) + ", dtype " + std::to_string(d) + " but rank 0 with count " +
-                              std::to_string(count) + " (this rank), dtype " + std::to_string(static_cast<int>(dtype)) +
-                              "; every rank must pass the same count and dtype");
-      }
+      if (all[r] == all[0]) continue;
+      detail::Reader rd(all[r]);
+      auto c = rd.get<uint64_t>();
+      auto d = rd.get<int32_t>();
+      throw InvalidArgument("CUSTOMAR_CHECK: rank " + std::to_string(r) + " called all_reduce with count " +
+                            std::to_string(c) + ", dtype " + std::to_string(d) + " but rank 0 with count " +
+                            std::to_string(count) + " (this rank), dtype " + std::to_string(static_cast<int>(dtype)) +
+                            "; every rank must pass the same count and dtype");
     }
   }
 
-  void all_reduce(const void* in, void* out, size_t count, DataType dtype, cudaStream_t stream) {
+  static void validate(const void* in, const void* out, size_t count, DataType dtype) {
     const size_t esize = dtype_size(dtype);  // throws InvalidArgument for an unknown dtype
-    if (count == 0) return;
     if (in == nullptr || out == nullptr)
       throw InvalidArgument(std::string("all_reduce: ") + (in == nullptr ? "in" : "out") +
                             " is null; both must be device pointers (in == out for in-place)");
@@ -219,54 +226,64 @@ struct Communicator::Impl {
     if (reinterpret_cast<uintptr_t>(in) % esize != 0 || reinterpret_cast<uintptr_t>(out) % esize != 0)
       throw InvalidArgument("all_reduce: in and out must be aligned to the element size (" + std::to_string(esize) +
                             " bytes for " + std::string(dtype_name(dtype)) + ")");
+  }
+
+  // Calls must run in issue order: a custom kernel of call k+1 reuses call k-1's staging buffer. When the caller
+  // switches streams, make the new stream wait for the old one's tail (only then: same-stream calls pay nothing).
+  void order_after_last_call(cudaStream_t stream) {
+    if (has_last_stream && last_stream != stream) {
+      CUSTOMAR_CUDA_CHECK(cudaEventRecord(order_event, last_stream));
+      CUSTOMAR_CUDA_CHECK(cudaStreamWaitEvent(stream, order_event, 0));
+    }
+    last_stream = stream;
+    has_last_stream = true;
+  }
+
+  void all_reduce(const void* in, void* out, size_t count, DataType dtype, cudaStream_t stream) {
+    if (count == 0) {
+      (void)dtype_size(dtype);
+      return;
+    }
+    validate(in, out, count, dtype);
     check_failed();
     DeviceGuard guard(device);
     cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
     CUSTOMAR_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
     const bool capturing = capture != cudaStreamCaptureStatusNone;
     if (check_mode && !capturing && world > 1) verify_same_call(count, dtype);
-    const size_t bytes = count * esize;
-
-    if (backend == Backend::kNone) {
-      if (in != out) CUSTOMAR_CUDA_CHECK(cudaMemcpyAsync(out, in, bytes, cudaMemcpyDeviceToDevice, stream));
+    if (backend() == Backend::kNone) {
+      if (in != out)
+        CUSTOMAR_CUDA_CHECK(cudaMemcpyAsync(out, in, count * dtype_size(dtype), cudaMemcpyDeviceToDevice, stream));
       return;
     }
-    // Calls must run in issue order: a custom kernel of call k+1 reuses call k-1's staging buffer. When the caller
-    // switches streams, make the new stream wait for the old one's tail (only then: same-stream calls pay nothing).
-    if (!capturing) {
-      if (has_last_stream && last_stream != stream) {
-        CUSTOMAR_CUDA_CHECK(cudaEventRecord(order_event, last_stream));
-        CUSTOMAR_CUDA_CHECK(cudaStreamWaitEvent(stream, order_event, 0));
-      }
-      last_stream = stream;
-      has_last_stream = true;
-    }
-    CallPlan p = plan(bytes, dtype);
-    CUSTOMAR_TRACE("COLL", "all_reduce %zu x %s: %s (%s)%s", count, std::string(dtype_name(dtype)).c_str(),
-                   std::string(algo_name(p.algo)).c_str(), p.reason, capturing ? " [captured]" : "");
-    if (p.algo != Algo::kNccl && v2) {
-      v2->launch(p.algo, custom->handle(), in, out, count, dtype, stream);
-      return;
-    }
-    switch (p.algo) {
-      case Algo::kNccl:
-        nccl->all_reduce(in, out, count, dtype, stream);
-        break;
-      case Algo::kOneshotPull:
-      case Algo::kOneshotPush:  // V1 has no push kernel; plan_call never returns it for V1
-        detail::launch_oneshot_pull(custom->handle(), in, out, count, dtype, stream);
-        break;
-      case Algo::kTwoshot:
-        detail::launch_twoshot(custom->handle(), in, out, count, dtype, stream);
-        break;
-    }
+    if (!capturing) order_after_last_call(stream);
+    const detail::Plan p = detail::plan_launch(facts, limits, count, dtype);
+    // Captured calls log under GRAPH, eager ones under COLL, so a replayed graph's calls can be told from eager ones.
+    CUSTOMAR_TRACE(capturing ? "GRAPH" : "COLL", "all_reduce %zu x %s: %s (%s)%s", count,
+                   std::string(dtype_name(dtype)).c_str(), std::string(algo_name(p.algo)).c_str(), p.reason,
+                   capturing ? ", captured into a graph" : "");
+    if (p.kernel != detail::Kernel::kNone)
+      kernels->launch(p, custom->handle(), in, out, dtype, stream);
+    else
+      nccl->all_reduce(in, out, count, dtype, stream);
   }
 };
 
 namespace detail {
-void BenchAccess::set_skip_copy_in(Communicator& c, bool on) {
-  if (c.impl_->custom) c.impl_->custom->mutable_handle().skip_copy_in = on ? 1 : 0;
+
+const DeviceHandle& LabAccess::handle(const Communicator& c) { return c.impl_->custom->handle(); }
+
+Plan LabAccess::plan(const Communicator& c, size_t count, DataType dtype) {
+  return plan_launch(c.impl_->facts, c.impl_->limits, count, dtype);
 }
+
+void LabAccess::replace_kernels(Communicator& c, std::unique_ptr<Kernels> kernels) {
+  Communicator::Impl& impl = *c.impl_;
+  if (!impl.kernels || !impl.custom) throw StateError("LabAccess: the communicator runs no custom kernels");
+  impl.kernels = std::move(kernels);
+  impl.limits = launch_limits(*impl.kernels, impl.custom->handle().max_blocks, impl.limits.pdl);
+}
+
 }  // namespace detail
 
 Communicator::Communicator(Group& group, int device, const CommOptions& options)
@@ -277,12 +294,12 @@ void Communicator::all_reduce(const void* in, void* out, size_t count, DataType 
   impl_->all_reduce(in, out, count, dtype, stream);
 }
 void Communicator::check() { impl_->check_failed(); }
-void Communicator::set_algo(std::optional<Algo> algo) { impl_->force_algo = algo; }
-Backend Communicator::backend() const { return impl_->backend; }
+void Communicator::set_algo(std::optional<Algo> algo) { impl_->facts.force_algo = algo; }
+Backend Communicator::backend() const { return impl_->backend(); }
 const std::string& Communicator::reason() const { return impl_->reason; }
 Algo Communicator::algo_for(size_t count, DataType dtype) const {
-  if (impl_->backend == Backend::kNone) return Algo::kNccl;
-  return impl_->plan(count * dtype_size(dtype), dtype).algo;
+  if (impl_->backend() == Backend::kNone) return Algo::kNccl;
+  return plan_call(impl_->facts, count, dtype).algo;
 }
 size_t Communicator::capacity() const { return impl_->capacity(); }
 int Communicator::rank() const { return impl_->rank; }

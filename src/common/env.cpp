@@ -5,9 +5,8 @@
 // its script. Build: CUSTOMAR_BUILD_DIR, CUSTOMAR_JOBS (build.sh), CUSTOMAR_WHEEL_PYTHON (stage-gpu.sh). GPU runs:
 // CUSTOMAR_SKIP_BENCH, CUSTOMAR_ONLY_BENCH, CUSTOMAR_BENCH_WORLDS, CUSTOMAR_ANCHORS (gpu-check.sh);
 // CUSTOMAR_STRESS_CALLS, CUSTOMAR_STRESS_SECONDS, CUSTOMAR_STRESS_WORLDS, CUSTOMAR_LIFECYCLE_ITERS,
-// CUSTOMAR_SKIP_SANITIZERS, CUSTOMAR_ONLY_SANITIZERS, CUSTOMAR_SANITIZER_SECONDS (gpu-stress.sh);
-// CUSTOMAR_SWEEP_THREADS, CUSTOMAR_SWEEP_MAX (gpu-push-sweep.sh). CMake options (CUSTOMAR_BUILD_TESTS, ...) are cache
-// variables.
+// CUSTOMAR_SKIP_SANITIZERS, CUSTOMAR_ONLY_SANITIZERS, CUSTOMAR_SANITIZER_SECONDS (gpu-stress.sh). CMake options
+// (CUSTOMAR_BUILD_TESTS, ...) are cache variables. The lab (lab/) reads no variable of the library's.
 #include "customar/env.h"
 
 #include <cerrno>
@@ -40,13 +39,6 @@ const std::vector<EnvVar>& env_vars() {
       {"CUSTOMAR_INIT_TIMEOUT_MS", "120000", "set-up exchanges between ranks give up after this many milliseconds"},
       {"CUSTOMAR_CACHE_DIR", "~/.cache/customar", "directory of the run-time compiled kernel cache (created 0700)"},
       {"CUSTOMAR_JIT_DUMP", "", "directory to write each run-time compiled kernel's source, PTX and compile log into"},
-      {"CUSTOMAR_V2_SOURCE", "",
-       "a file whose text replaces the built-in V2 device source (src/kernels/handle.h and device/*.cuh "
-       "concatenated; a module CUSTOMAR_JIT_DUMP wrote may be given whole; keep DeviceHandle's layout): A/B kernel "
-       "variants on one build; for kernel development, not production (logged as a warning)"},
-      {"CUSTOMAR_PUSH_THREADS", "0",
-       "threads per block of the one-shot push, 32 to 512 in steps of 32 (0: the built-in shape); for measuring "
-       "block shapes, not for production"},
       {"CUSTOMAR_CHECK", "0",
        "1: debug mode; every call first checks across ranks that all ranks passed the same count and dtype"},
   };
@@ -123,13 +115,6 @@ Env parse_env(const std::function<const char*(const char*)>& getenv_fn) {
       e.cache_dir = raw;
     } else if (name == "CUSTOMAR_JIT_DUMP") {
       e.jit_dump = raw;
-    } else if (name == "CUSTOMAR_V2_SOURCE") {
-      e.v2_source = raw;
-    } else if (name == "CUSTOMAR_PUSH_THREADS") {
-      long long v = 0;
-      if (!parse_whole(raw, &v) || v < 0 || v > 512 || v % 32 != 0)
-        throw ConfigError(std::string("CUSTOMAR_PUSH_THREADS=") + raw + ": expected 0 or a multiple of 32 up to 512");
-      e.push_threads = static_cast<int>(v);
     } else if (name == "CUSTOMAR_CHECK") {
       e.check = parse_bool(var.name, raw);
     }

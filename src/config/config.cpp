@@ -47,14 +47,11 @@ std::vector<int> Config::world_sizes(ArchFamily family) const {
 
 Config builtin_config() {
   constexpr size_t K = 1024, M = 1024 * 1024;
-  // (one-shot push, one-shot pull) per world size 2..8: the reference system's values, Hopper tuned on H200 and
-  // Blackwell on B200 (DESIGN.md), except Hopper at 2 and 4 GPUs, which customar-perf --tune measured on 2x and 4x
-  // H200 (bench/data/tuned-h200-w{2,4}.json): the reference's 4-GPU row sent 512 KiB to two-shot, 1.16x NCCL there.
-  // The 2-GPU push limit is 4 MiB since the push kept its own share out of memory and took wider grids
-  // (bench/NOTES.md 16-17): 9.7-10.0 us at 2 MiB against the pull's 11.0; at 4 MiB the two are within 0.2 (push
-  // 17.9-18.4, pull 18.3-18.4), the push ahead in every A/B and in the tuner (which before could not see it: it
-  // measured the push only inside its buffers, sized by the old 1 MiB limit). Ampere and untuned families inherit
-  // these rows unmeasured. The tuner replaces them with this machine's measurements.
+  // (one-shot push, one-shot pull) per world size 2..8. Hopper at 2 and 4 GPUs: what customar-perf --tune measured on
+  // 2x and 4x H200 (bench/data/tuned-h200-w{2,4}.json); the 2-GPU push serves up to 4 MiB, where push and pull cross
+  // (within 0.2 us of each other, the push ahead). Every other row is SGLang's custom all-reduce V2 table (Hopper tuned
+  // on H200, Blackwell on B200), unmeasured here. Ampere and untuned families inherit the Hopper rows. The tuner
+  // replaces them with this machine's measurements.
   const size_t hopper[7][2] = {{4 * M, kUnlimited}, {512 * K, 512 * K}, {256 * K, 1 * M},  {256 * K, 256 * K},
                                {192 * K, 192 * K},  {192 * K, 192 * K}, {160 * K, 160 * K}};
   const size_t blackwell[7][2] = {{4 * M, kUnlimited}, {4 * M, 4 * M},     {2 * M, 2 * M},    {2 * M, 2 * M},
@@ -65,7 +62,7 @@ Config builtin_config() {
     // Upper crossover to NCCL, from the 4x H100 anchors: vLLM's custom all-reduce still beats NCCL at 32 MiB on two
     // GPUs (124 vs 138 us) but loses at 32 MiB on four (183 vs 171 us), so 32 MiB at 2 GPUs and 16 MiB above.
     size_t custom_max = ws == 2 ? 32 * M : 16 * M;
-    // V1's own rule in the reference system: one-stage always at 2 GPUs, below 512 KiB up to 4, 256 KiB up to 8.
+    // V1's rule, as SGLang's V1 has it: one-shot always at 2 GPUs, below 512 KiB up to 4, 256 KiB up to 8.
     size_t v1_oneshot = ws == 2 ? kUnlimited : (ws <= 4 ? 512 * K : 256 * K);
     auto add = [&](ArchFamily f, const size_t(*tab)[2]) {
       c.table[{f, ws}] = Thresholds{tab[ws - 2][0], tab[ws - 2][1], custom_max, v1_oneshot};

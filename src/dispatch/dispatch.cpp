@@ -127,26 +127,6 @@ Backend lower_backend(Backend a, Backend b) {
   return rank_of(a) <= rank_of(b) ? a : b;
 }
 
-CallPlan plan_call(Backend backend, const Thresholds& t, size_t bytes, bool aligned16, size_t capacity,
-                   std::optional<Algo> force_algo) {
-  if (backend != Backend::kV1 && backend != Backend::kV2) return {Algo::kNccl, "the communicator's backend is NCCL"};
-  if (!aligned16) return {Algo::kNccl, "pointer or byte count not a multiple of 16"};
-  if (bytes > capacity) return {Algo::kNccl, "message larger than the custom buffers"};
-  if (force_algo.has_value()) {
-    Algo f = *force_algo;
-    if (f == Algo::kNccl) return {Algo::kNccl, "CUSTOMAR_ALGO=nccl"};
-    if (f != Algo::kOneshotPush || backend == Backend::kV2) return {f, "forced by CUSTOMAR_ALGO"};
-    // V1 has no push kernel: fall through to the table.
-  }
-  if (bytes > t.custom_max) return {Algo::kNccl, "above the config's crossover to NCCL"};
-  if (backend == Backend::kV2) {
-    if (bytes <= t.oneshot_push_max) return {Algo::kOneshotPush, "at or below the one-shot push threshold"};
-    if (bytes <= t.oneshot_pull_max) return {Algo::kOneshotPull, "at or below the one-shot pull threshold"};
-    return {Algo::kTwoshot, "above the one-shot thresholds"};
-  }
-  if (bytes <= t.v1_oneshot_max) return {Algo::kOneshotPull, "at or below V1's one-shot threshold"};
-  return {Algo::kTwoshot, "above V1's one-shot threshold"};
-}
 
 Decision dispatch_custom_allreduce(Group& group, int device, Topology* topology_out) {
   if (group.size() == 1) return {Backend::kNone, "world size 1: nothing to reduce"};

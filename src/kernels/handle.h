@@ -18,7 +18,6 @@ constexpr int kMaxRanks = 8;
 // Per-block flags: a block barriers only with the same block index on the peers, so blocks never wait on each
 // other inside one rank. At most one block per SM of the smallest GPU (132 on H100/H200), capped here.
 constexpr int kMaxBlocks = 128;
-constexpr int kThreads = 512;
 constexpr int kPhases = 2;  // two-shot needs two barriers per call; one-shot uses phase 0
 
 // Layout of every rank's peer-visible region:
@@ -52,15 +51,17 @@ constexpr size_t region_bytes(size_t capacity, size_t push_capacity, int world) 
   return kStagingOffset + 2 * capacity + push_buffers_bytes(push_capacity, world);
 }
 
-// The pull kernels take it as `const __grid_constant__ DeviceHandle`, the others by plain value: the device code
-// indexes regions[] with run-time ranks, and without the qualifier the compiler copies the parameter (120 bytes) to
-// local memory at kernel start. Which is faster was measured, not assumed (bench/NOTES.md, change 5).
+// Kernels take it as `const __grid_constant__ DeviceHandle` or by value, per kernel record (kernels/variants.h says
+// which and why): by value, a run-time index into regions[] makes the compiler copy the parameter (120 bytes) to
+// local memory at kernel start.
 struct DeviceHandle {
   uint8_t* regions[kMaxRanks];  ///< every rank's region, mapped here; regions[rank] is local
   int rank;
   int world;
-  int max_blocks;        ///< agreed across ranks (min SM count, capped): never from the local SM count alone
-  int skip_copy_in;      ///< benchmarks only: skip the fused staging copy to measure what it costs (wrong sums)
+  int max_blocks;  ///< agreed across ranks (min SM count, capped): never from the local SM count alone
+  /// Always 0. A named word rather than a hole before the 8-byte fields: the by-value kernels copy the whole handle to
+  /// local memory, and the compiler copies a struct with a hole in other, slower pieces.
+  int pad;
   size_t capacity;       ///< bytes per staging buffer
   size_t push_capacity;  ///< bytes per push slot (0: no push buffers)
   uint64_t* counters;    ///< local device counters, see kCounter*

@@ -95,34 +95,6 @@ TEST(Dispatch, LowerBackend) {
   EXPECT_EQ(lower_backend(Backend::kNone, Backend::kV1), Backend::kV1);
 }
 
-TEST(PlanCall, FollowsTheThresholds) {
-  Thresholds t{4096, 65536, 1 << 20, 8192};
-  const size_t cap = 1 << 22;
-  EXPECT_EQ(plan_call(Backend::kV2, t, 4096, true, cap, {}).algo, Algo::kOneshotPush);
-  EXPECT_EQ(plan_call(Backend::kV2, t, 4112, true, cap, {}).algo, Algo::kOneshotPull);
-  EXPECT_EQ(plan_call(Backend::kV2, t, 65552, true, cap, {}).algo, Algo::kTwoshot);
-  EXPECT_EQ(plan_call(Backend::kV2, t, (1 << 20) + 16, true, cap, {}).algo, Algo::kNccl);
-  EXPECT_EQ(plan_call(Backend::kV1, t, 4096, true, cap, {}).algo, Algo::kOneshotPull);
-  EXPECT_EQ(plan_call(Backend::kV1, t, 8208, true, cap, {}).algo, Algo::kTwoshot);
-  EXPECT_EQ(plan_call(Backend::kNccl, t, 16, true, cap, {}).algo, Algo::kNccl);
-}
-
-TEST(PlanCall, WhatTheCustomPathCannotTakeGoesToNccl) {
-  Thresholds t{kUnlimited, kUnlimited, kUnlimited, kUnlimited};
-  EXPECT_EQ(plan_call(Backend::kV1, t, 1024, false, 1 << 20, {}).algo, Algo::kNccl);
-  EXPECT_EQ(plan_call(Backend::kV1, t, (1 << 20) + 16, true, 1 << 20, {}).algo, Algo::kNccl);
-  EXPECT_EQ(plan_call(Backend::kV2, t, (1 << 20) + 16, true, 1 << 20, Algo::kTwoshot).algo, Algo::kNccl);
-}
-
-TEST(PlanCall, ForcedAlgorithms) {
-  Thresholds t{4096, 65536, 1 << 20, 8192};
-  EXPECT_EQ(plan_call(Backend::kV2, t, 1 << 19, true, 1 << 22, Algo::kOneshotPush).algo, Algo::kOneshotPush);
-  EXPECT_EQ(plan_call(Backend::kV1, t, 1024, true, 1 << 22, Algo::kTwoshot).algo, Algo::kTwoshot);
-  EXPECT_EQ(plan_call(Backend::kV2, t, 1024, true, 1 << 22, Algo::kNccl).algo, Algo::kNccl);
-  // V1 has no push kernel: the table decides.
-  EXPECT_EQ(plan_call(Backend::kV1, t, 1024, true, 1 << 22, Algo::kOneshotPush).algo, Algo::kOneshotPull);
-}
-
 TEST(Agreement, OneRankWithoutPeerAccessPullsEveryRankDown) {
   // Rank 2's own measurement finds no peer access to rank 1; the others see full NVLink. Rows are combined with a
   // logical AND (as detect_group_topology does) and the decisions are voted, so every rank lands on the same path.

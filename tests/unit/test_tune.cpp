@@ -7,7 +7,7 @@
 using namespace customar;
 
 namespace {
-// A ladder shaped like an earlier 2x H200 measurement (bench/RESULTS.md): push best to 2 MiB, pull to 32 MiB, NCCL at
+// A ladder shaped like a 2x H200 measurement: push best to 2 MiB, pull to 32 MiB, NCCL at
 // 64 MiB; two-shot never best.
 std::vector<SizeTiming> h200_like() {
   std::vector<SizeTiming> t;

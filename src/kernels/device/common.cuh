@@ -2,7 +2,7 @@
 // (V1, precompiled) and with NVRTC (V2, compiled at run time for the exact GPU, with programmatic dependent launch).
 #pragma once
 
-#include "kernels/handle.h"
+#include "kernels/shape.h"
 
 namespace customar::detail {
 
@@ -71,15 +71,15 @@ __device__ __forceinline__ void pdl_launch_dependents() {
 // constant cache (a memory round trip). ptxas places each parameter read next to its use, which for a __grid_constant__
 // handle is after pdl_wait(), on the critical path. Folding the fast path's parameter words into one shared-memory
 // store before the wait (a memory operation, so it stays before the wait; the value is never read) pays those misses
-// while the previous kernel drains: measured on the pull, 0.1-0.2 us per call up to 4 MiB (bench/NOTES.md, 11). One
-// warp suffices: the constant cache is per SM. The by-value push and two-shot get the same from the compiler's copy of
-// the handle to local memory at kernel entry (NOTES 8).
+// while the previous kernel drains (0.1-0.2 us per pull call up to 4 MiB on 2x H200). One warp suffices: the constant
+// cache is per SM. The by-value push and two-shot get the same from the compiler's copy of the handle to local memory
+// at kernel entry.
 template <int W>
 __device__ __forceinline__ void touch_params(const DeviceHandle& h, const void* in, const void* out, size_t nvec,
                                              bool in_aligned, bool out_aligned) {
   __shared__ unsigned sink;
   unsigned long long x = reinterpret_cast<unsigned long long>(h.counters) ^ h.capacity ^ h.push_capacity ^
-                         static_cast<unsigned long long>(h.rank) ^ static_cast<unsigned long long>(h.skip_copy_in) ^
+                         static_cast<unsigned long long>(h.rank) ^
                          reinterpret_cast<unsigned long long>(in) ^ reinterpret_cast<unsigned long long>(out) ^ nvec ^
                          static_cast<unsigned long long>(in_aligned) ^ static_cast<unsigned long long>(out_aligned);
 #pragma unroll
@@ -211,7 +211,7 @@ __device__ __forceinline__ bool wait_expired(const DeviceHandle& h, const uint8_
 }
 
 // regions[r] by a chain of selects over the compile-time world instead of an index: a run-time index into a by-value
-// handle makes the compiler copy the whole handle to local memory at kernel entry (bench/NOTES.md 5-8, 21).
+// handle makes the compiler copy the whole handle to local memory at kernel entry.
 template <int W>
 __device__ __forceinline__ uint8_t* region_of(const DeviceHandle& h, int r) {
   uint8_t* p = h.regions[0];
@@ -279,10 +279,9 @@ __device__ __forceinline__ void store_user(T* p, size_t vec, const uint4& v, boo
   for (int k = 0; k < Elem<T>::kPerVec; ++k) p[vec * Elem<T>::kPerVec + k] = e[k];
 }
 
-// Unroll factor of the per-thread loops: several 16-byte loads in flight per thread before the first use is what
-// reaches memory and NVLink bandwidth with one block per SM. Halved for wide worlds to stay within 128 registers.
+// Unroll factor of the per-thread loops (kernels/shape.h: the host sizes grids by the same rule).
 template <int W>
-constexpr int kUnroll = W <= 4 ? 4 : 2;
+constexpr int kUnroll = unroll_for(W);
 
 // Copies vectors [beg, end) of the caller's input into a staging buffer.
 template <int U, typename T>

@@ -20,7 +20,7 @@ __device__ __forceinline__ void oneshot_pull_body(const DeviceHandle& h, const T
   uint4* mine = staging(h, h.rank, s.epoch);
   // Fused staging copy: the input goes into this rank's peer-visible buffer inside the kernel, so graph-captured
   // inputs need no IPC registration. Block b copies exactly the range block b of every peer will read.
-  if (!h.skip_copy_in) copy_in<kUnroll<W>>(mine, in, beg, end, in_aligned);
+  copy_in<kUnroll<W>>(mine, in, beg, end, in_aligned);
   if (!block_barrier<W>(h, 0, s)) return;
   pdl_launch_dependents<kPdl>();
   const uint4* src[W];

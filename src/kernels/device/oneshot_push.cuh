@@ -78,26 +78,26 @@ __device__ __forceinline__ uint4 as_sent(uint4 v) {
 }
 
 // The poll checks for a timeout or a departed peer once every this many spins (each spin one L2 round trip of a few
-// hundred ns, so a check well under every millisecond), as mini-push does. Rarer checks and no give-up test in the
-// loop condition were together worth 0.04-0.09 us at 1 KiB (bench/NOTES.md 14).
+// hundred ns, so a check well under every millisecond), never in the loop condition: the check costs more than a poll
+// (0.04-0.09 us at 1 KiB on 2x H200 when it ran every spin).
 constexpr uint32_t kPollCheckSpins = 1024;
 
 // Send, re-arm, receive. kOne: every loop runs at most once (the message and the previous push each fit in one vector
-// per thread, which covers every decode-sized message). The loops are the same code either way; removing their back
-// edges from the common case took 0.12 us off a 1 KiB push (bench/NOTES.md 14), a uniform branch picks the variant.
+// per thread, which covers every decode-sized message). The loops are the same code either way; a uniform branch picks
+// the variant, so the common case has no loop back edges (0.12 us at 1 KiB on 2x H200).
 // A thread that gives up waiting returns at once (the communicator is then marked failed).
 // kWeak: the sends are plain stores instead of st.volatile: in the one-block kernel and the multi-block kernel below
-// 1 MiB, not in the wide one (see oneshot_push1_body for why that is safe, push_call for where).
-// kDirect: no run-time index into the handle (see oneshot_pushw_body).
+// 1 MiB, not in the wide one (see push_one_block_body for why that is safe, push_call for where).
+// kDirect: no run-time index into the handle (see push_wide_body).
 template <typename T, int W, bool kPdl, bool kOne, bool kWeak, bool kDirect>
 __device__ __forceinline__ void push_exchange(const DeviceHandle& h, const T* in, T* out, size_t nvec, size_t last,
                                               unsigned buf, uint4 v0, bool in_aligned, bool out_aligned) {
   const size_t stride = size_t(gridDim.x) * blockDim.x;
   const size_t first = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  // Send: each vector to its slot in every peer. This rank's own share is not stored and read back: a local slot cost
-  // a store, a re-arm store and a load per vector, 0.2-0.9 us from 1 to 4 MiB (bench/NOTES.md 17). The share it
-  // reduces is the same unsentinel()ed vector the peers receive, so every rank sums the same bits in the same order
-  // and results stay bitwise identical.
+  // Send: each vector to its slot in every peer. This rank's own share is not stored and read back (a local slot costs
+  // a store, a re-arm store and a load per vector: 0.2-0.9 us from 1 to 4 MiB on 2x H200). The share it reduces is the
+  // same unsentinel()ed vector the peers receive, so every rank sums the same bits in the same order and results stay
+  // bitwise identical.
   // This rank's region, for kDirect only: picked without indexing regions[] at run time. The other kernels index it
   // where it is used, as measured (hoisting it changes their schedule).
   uint8_t* self = nullptr;
@@ -167,13 +167,13 @@ __device__ __forceinline__ void push_exchange(const DeviceHandle& h, const T* in
   }
 }
 
-// kSingle: the grid is one block (the host launches the oneshot_push1 kernels only then; gridDim.x is checked anyway).
+// kSingle: the grid is one block (the host launches the push_one_block kernels only then; gridDim.x is checked anyway).
 // kDirect: see push_exchange.
 template <typename T, int W, bool kPdl, bool kSingle, bool kDirect>
 __device__ __forceinline__ void push_call(const DeviceHandle& h, const T* in, T* out, size_t nvec, bool in_aligned,
                                           bool out_aligned) {
   // The whole call state is one shared word: (vectors of the previous push << 8) | (failed << 2) | this call's buffer,
-  // read and written once per call, where the barrier kernels keep a CallState (bench/NOTES.md 12-14).
+  // read and written once per call: the fewest shared-memory round trips on the latency path.
   __shared__ unsigned long long state;
   const size_t stride = size_t(gridDim.x) * blockDim.x;
   const size_t first = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -203,7 +203,7 @@ __device__ __forceinline__ void push_call(const DeviceHandle& h, const T* in, T*
       else
         push_exchange<T, W, kPdl, false, true, kDirect>(h, in, out, nvec, last, buf, v0, in_aligned, out_aligned);
       // The one block writes every slot, two per 16-byte store (kCounterPushState is 32-byte aligned): 256 stores
-      // instead of 512 (bench/NOTES.md 16, v16).
+      // instead of 512.
       static_assert(kMaxPushBlocks % 2 == 0, "the slots are written two per store");
       const unsigned long long record = (static_cast<unsigned long long>(nvec) << 2) | buf;
       const uint4 pair = make_uint4(unsigned(record), unsigned(record >> 32), unsigned(record), unsigned(record >> 32));
@@ -212,8 +212,8 @@ __device__ __forceinline__ void push_call(const DeviceHandle& h, const T* in, T*
       return;
     }
   }
-  // Plain-store sends in the multi-block kernel below 1 MiB: 0.05-0.15 us faster from 8 to 512 KiB (bench/NOTES.md
-  // 22); volatile ones in the wide kernel, where plain ones lost 0.12 us at 1 MiB (NOTES 16). The one-block kernel's
+  // Plain-store sends in the multi-block kernel below 1 MiB, volatile ones in the wide kernel: each the faster there
+  // (plain: 0.05-0.15 us less from 8 to 512 KiB; volatile: 0.12 us less at 1 MiB; on 2x H200). The one-block kernel's
   // copy of this path (for a grid it is never launched with) keeps them volatile, so that its code is the one measured.
   constexpr bool kWeakSends = !kDirect && !kSingle;
   // Uniform across the grid (nvec, last and the grid size are), so no block diverges from another.
@@ -223,10 +223,9 @@ __device__ __forceinline__ void push_call(const DeviceHandle& h, const T* in, T*
     push_exchange<T, W, kPdl, false, kWeakSends, kDirect>(h, in, out, nvec, last, buf, v0, in_aligned, out_aligned);
   // Record this call for the next push in every slot: slot s by block s % gridDim.x, so a block writes its own slot
   // (after reading it) and slots no block of this call reads. No block waits for another: electing a last block to
-  // write one shared word (an atomic round trip at the end of every multi-block call) cost 0.15-0.3 us from 8 KiB to
-  // 1 MiB. A one-block grid runs oneshot_push1, which writes the slots two per store; a generation-tagged record
-  // that spared it all but one lost more above 4 KiB (bench/NOTES.md 15). A thread that gave up records too: it has
-  // marked the communicator failed, so every later push returns as soon as it has read them.
+  // write one shared word puts an atomic round trip at the end of every multi-block call (0.15-0.3 us from 8 KiB to
+  // 1 MiB on 2x H200). A one-block grid runs push_one_block, which writes the slots two per store. A thread that gave
+  // up records too: it has marked the communicator failed, so every later push returns as soon as it has read them.
   const unsigned long long record = (static_cast<unsigned long long>(nvec) << 2) | buf;
   for (unsigned slot = blockIdx.x + threadIdx.x * gridDim.x; slot < unsigned(kMaxPushBlocks);
        slot += blockDim.x * gridDim.x)
@@ -235,35 +234,34 @@ __device__ __forceinline__ void push_call(const DeviceHandle& h, const T* in, T*
 
 // The push of a multi-block grid below 1 MiB (kWidePushVecs), with plain-store sends (push_call). It indexes the
 // by-value handle with run-time ranks, so the compiler copies the handle (120 bytes) to local memory at kernel entry,
-// before the PDL wait: the constant bank misses of its fields are then paid while the previous kernel drains. Without
-// the copy (oneshot_pushw_body) this kernel was 0.05-0.1 us slower from 8 to 128 KiB (bench/NOTES.md 6, 8, 21).
+// before the PDL wait: the constant-bank misses of its fields are then paid while the previous kernel drains (without
+// the copy it is 0.05-0.1 us slower from 8 to 128 KiB on 2x H200).
 template <typename T, int W, bool kPdl>
-__device__ __forceinline__ void oneshot_push_body(const DeviceHandle& h, const T* in, T* out, size_t nvec,
-                                                  bool in_aligned, bool out_aligned) {
+__device__ __forceinline__ void push_multi_block_body(const DeviceHandle& h, const T* in, T* out, size_t nvec,
+                                                      bool in_aligned, bool out_aligned) {
   push_call<T, W, kPdl, false, false>(h, in, out, nvec, in_aligned, out_aligned);
 }
 
 // The push from 1 MiB (the wide grid: up to 1024 threads per SM), with no run-time index into the handle and so no
 // local copy of it: 120 bytes written and read back per thread is 16 MiB of local-memory traffic on a grid of 131072
-// threads, and the copy's loads turned the re-arm's stores into generic ones. Without it, on 2x H200 against the same
-// source with it: 2 MiB 9.88-9.98 -> 8.44-8.46 us, 4 MiB 18.25-18.40 -> 15.96-16.00, 1 MiB -0.05 (NOTES 21).
+// threads, and the copy's loads turn the re-arm's stores into generic ones (1.4 us at 2 MiB, 2.3 at 4 MiB, on
+// 2x H200).
 template <typename T, int W, bool kPdl>
-__device__ __forceinline__ void oneshot_pushw_body(const DeviceHandle& h, const T* in, T* out, size_t nvec,
-                                                   bool in_aligned, bool out_aligned) {
+__device__ __forceinline__ void push_wide_body(const DeviceHandle& h, const T* in, T* out, size_t nvec,
+                                               bool in_aligned, bool out_aligned) {
   push_call<T, W, kPdl, false, true>(h, in, out, nvec, in_aligned, out_aligned);
 }
 
 // The push of a one-block grid (messages up to 4 KiB with the built-in shape), a kernel of its own: plain stores for
-// the sends and the call record two slots per store. As a kernel of its own: 1 KiB 2.11-2.13 -> 2.01-2.04 us, 4 KiB
-// -0.04, 2 KiB +-0, on 2x H200 (bench/NOTES.md 20). As branches of the one push kernel the same two edits cost 0.03-0.4
-// us at sizes that never ran them (NOTES 16; not understood: register allocation or code layout of the whole kernel);
-// as kernels of their own, an edit to one leaves the others' SASS as it was. Plain stores are safe for the Lamport
+// the sends and the call record two slots per store (0.1 us at 1 KiB on 2x H200). Each push kernel is an entry point
+// of its own because an edit to one then leaves the others' SASS as it was: as branches of one kernel, edits for one
+// size range moved the others by 0.03-0.4 us (register allocation or code layout). Plain stores are safe for the Lamport
 // protocol: each slot is written once per call and read only after a poll saw every lane of it arrive (the 32-bit
 // elements of a vector store are single-copy atomic, and lanes are checked one by one), and the kernel boundary
 // orders them before the next call's re-arm.
 template <typename T, int W, bool kPdl>
-__device__ __forceinline__ void oneshot_push1_body(const DeviceHandle& h, const T* in, T* out, size_t nvec,
-                                                   bool in_aligned, bool out_aligned) {
+__device__ __forceinline__ void push_one_block_body(const DeviceHandle& h, const T* in, T* out, size_t nvec,
+                                                    bool in_aligned, bool out_aligned) {
   push_call<T, W, kPdl, true, false>(h, in, out, nvec, in_aligned, out_aligned);
 }
 

@@ -30,12 +30,10 @@ __device__ __forceinline__ void twoshot_body(const DeviceHandle& h, const T* in,
   if (s.abort) return;
   uint4* mine = staging(h, h.rank, s.epoch);
   // Fused staging copy of every part's slice this block will exchange.
-  if (!h.skip_copy_in) {
 #pragma unroll
-    for (int q = 0; q < W; ++q) {
-      Range r = twoshot_slice(nvec, W, q);
-      copy_in<kUnroll<W>>(mine, in, r.beg, r.end, in_aligned);
-    }
+  for (int q = 0; q < W; ++q) {
+    Range r = twoshot_slice(nvec, W, q);
+    copy_in<kUnroll<W>>(mine, in, r.beg, r.end, in_aligned);
   }
   if (!block_barrier<W>(h, 0, s)) return;
 

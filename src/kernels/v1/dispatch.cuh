@@ -54,25 +54,24 @@ void with_dtype(DataType dtype, F&& f) {
       f(float{});
       break;
     default:
-      throw InvalidArgument("unknown DataType " + std::to_string(static_cast<int>(dtype)));
+      throw InvalidArgument("V1 has no kernel for dtype " + std::string(dtype_name(dtype)) +
+                            " (fp16, bf16, fp32 only)");
   }
 }
 
-// Launches the V1 kernel `Pick::template get<T, W>()` for this call's dtype and world size, on the grid v1_grid()
-// gives, with the alignment flags of the caller's pointers.
+// Launches the V1 kernel `Pick::template get<T, W>()` for this call's dtype and world size on the plan's grid, with
+// the alignment flags of the caller's pointers.
 template <typename Pick>
-void launch_v1_kernel(Algo algo, const DeviceHandle& h, const void* in, void* out, size_t count, DataType dtype,
+void launch_v1_kernel(const Plan& plan, const DeviceHandle& h, const void* in, void* out, DataType dtype,
                       cudaStream_t stream) {
-  const size_t bytes = count * dtype_size(dtype);
-  const int grid = v1_grid(algo, bytes, h.world, h.max_blocks);
   const bool in_aligned = reinterpret_cast<uintptr_t>(in) % 16 == 0;
   const bool out_aligned = reinterpret_cast<uintptr_t>(out) % 16 == 0;
   with_dtype(dtype, [&](auto t) {
     using T = decltype(t);
     with_world(h.world, [&](auto w) {
       auto* kernel = Pick::template get<T, decltype(w)::value>();
-      kernel<<<grid, kThreads, 0, stream>>>(h, static_cast<const T*>(in), static_cast<T*>(out), bytes / 16, in_aligned,
-                                            out_aligned);
+      kernel<<<plan.grid, plan.block, 0, stream>>>(h, static_cast<const T*>(in), static_cast<T*>(out), plan.nvec,
+                                                   in_aligned, out_aligned);
     });
   });
   CUSTOMAR_CUDA_CHECK(cudaGetLastError());

@@ -21,20 +21,9 @@ struct Pick {
 };
 }  // namespace
 
-int v1_grid(Algo algo, size_t bytes, int world, int max_blocks) {
-  size_t nvec = bytes / 16;
-  size_t work = algo == Algo::kTwoshot ? (nvec + world - 1) / world : nvec;
-  // Enough blocks that each thread has one unrolled batch of vectors, up to the agreed maximum.
-  size_t per_block = size_t(kThreads) * (world <= 4 ? 4 : 2);
-  size_t blocks = (work + per_block - 1) / per_block;
-  if (blocks < 1) blocks = 1;
-  if (blocks > static_cast<size_t>(max_blocks)) blocks = max_blocks;
-  return static_cast<int>(blocks);
-}
-
-void launch_oneshot_pull(const DeviceHandle& h, const void* in, void* out, size_t count, DataType dtype,
-                         cudaStream_t stream) {
-  launch_v1_kernel<Pick>(Algo::kOneshotPull, h, in, out, count, dtype, stream);
+void launch_v1_oneshot_pull(const Plan& plan, const DeviceHandle& h, const void* in, void* out, DataType dtype,
+                            cudaStream_t stream) {
+  launch_v1_kernel<Pick>(plan, h, in, out, dtype, stream);
 }
 
 }  // namespace customar::detail

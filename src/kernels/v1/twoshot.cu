@@ -20,9 +20,9 @@ struct Pick {
 };
 }  // namespace
 
-void launch_twoshot(const DeviceHandle& h, const void* in, void* out, size_t count, DataType dtype,
-                    cudaStream_t stream) {
-  launch_v1_kernel<Pick>(Algo::kTwoshot, h, in, out, count, dtype, stream);
+void launch_v1_twoshot(const Plan& plan, const DeviceHandle& h, const void* in, void* out, DataType dtype,
+                       cudaStream_t stream) {
+  launch_v1_kernel<Pick>(plan, h, in, out, dtype, stream);
 }
 
 }  // namespace customar::detail

@@ -55,7 +55,7 @@
 #include "customar/launcher.h"
 #include "graph_timing.h"
 #include "kernels/device/oneshot_push.cuh"  // the flag, timer, PDL and Lamport primitives customar's kernels use
-#include "kernels/v2/v2_kernels.h"          // push_shape: the streams run on the push's grid
+#include "kernels/shape.h"                  // push_shape: the streams run on the push's grid
 #include "memory/peer_memory.h"
 
 using namespace customar;
@@ -448,7 +448,7 @@ std::vector<std::pair<std::string, double>> stream_us(Group& g, const Options& o
   for (int kind = 0; kind < 2; ++kind)
     for (size_t mib : {1, 2, 4, 8, 16}) {
       p.nvec = (mib << 20) / 16;
-      const PushShape shape = push_shape(p.nvec, kMaxBlocks, 0, kPushThreadsPerSm);
+      const PushShape shape = push_shape(p.nvec, kMaxBlocks, kPushThreadsPerSm);
       auto kernel = kind == 0 ? store_stream : read_stream;
       const double us = time_graph(
           g, [&] { launch_pdl(s, shape.blocks, shape.threads, kernel, p); }, o.iters, 3, o.replays, s);
@@ -485,7 +485,7 @@ std::vector<std::pair<std::string, double>> lamport_us(Group& g, const Options& 
   int wrong = 0;
   for (size_t kib : {16, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384}) {
     p.nvec = (kib << 10) / 16;
-    const PushShape shape = push_shape(p.nvec, kMaxBlocks, 0, kPushThreadsPerSm);
+    const PushShape shape = push_shape(p.nvec, kMaxBlocks, kPushThreadsPerSm);
     // A fresh start per size: every block's range of vectors changes with the grid, so the rotation restarts from
     // armed buffers and epoch 0 on every rank (the barrier: no peer still writes into this rank's buffer).
     g.barrier();

@@ -1,0 +1,42 @@
+// The whole plan of one call: algorithm, kernel variant and launch shape, from the agreed facts of the communicator,
+// this rank's launch limits and the call. Computed once per call by one pure function; the kernels interface
+// (kernels/kernels.h) launches it as it is.
+#pragma once
+
+#include <cstddef>
+
+#include "customar/dispatch.h"
+#include "kernels/shape.h"
+#include "kernels/variants.h"
+
+namespace customar::detail {
+
+/// What this rank's kernels can run at once, fixed at creation.
+struct LaunchLimits {
+  /// Blocks a barrier kernel may use (agreed across ranks: the barrier pairs block b with block b of every peer) and
+  /// the SM budget the push's grid is sized from.
+  int max_blocks = 1;
+  /// Push threads per SM that are resident at once, per custom dtype (fp16, bf16, fp32) and for the multi-block (0)
+  /// and wide (1) kernels: kPushThreadsPerSm where the occupancy calculator says they fit, else
+  /// kSafePushThreadsPerSm.
+  int push_sm_threads[3][2] = {{kSafePushThreadsPerSm, kSafePushThreadsPerSm},
+                               {kSafePushThreadsPerSm, kSafePushThreadsPerSm},
+                               {kSafePushThreadsPerSm, kSafePushThreadsPerSm}};
+  /// Launch with programmatic dependent launch (V2 on sm90+).
+  bool pdl = false;
+};
+
+/// One call, planned.
+struct Plan {
+  Algo algo = Algo::kNccl;
+  const char* reason = "";
+  Kernel kernel = Kernel::kNone;  ///< kNone: NCCL (or the copy of world size 1)
+  unsigned grid = 0, block = 0;
+  size_t nvec = 0;  ///< 16-byte vectors of the message
+  bool pdl = false;
+};
+
+/// plan_call() and, for a custom algorithm, the kernel that runs it and its grid. Pure.
+Plan plan_launch(const PlanFacts& facts, const LaunchLimits& limits, size_t count, DataType dtype);
+
+}  // namespace customar::detail
