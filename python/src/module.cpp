@@ -271,27 +271,26 @@ void check_byte_size(size_t count, DataType dtype, const std::string& what) {
 // stride). The others, sorted by stride, must chain: the smallest stride is 1 and each next stride is the previous
 // one times its extent. The all-reduce is elementwise, so such a tensor is reduced as it lies in memory.
 void check_dense(const Tensor& t, const std::string& what) {
-  if (t.count == 0) return;  // nothing to reduce, whatever the strides
-  const std::string where = what + " with shape " + ints_text(t.shape) + " and strides " + ints_text(t.strides);
-  const std::string fix = "; pass a dense tensor (e.g. t.contiguous() or cupy.ascontiguousarray(t))";
+  if (t.count == 0) return;                  // nothing to reduce, whatever the strides
+  auto fail = [&](const std::string& why) {  // messages are built only on failure: this runs on every call
+    return InvalidArgument(what + " with shape " + ints_text(t.shape) + " and strides " + ints_text(t.strides) + why +
+                           "; pass a dense tensor (e.g. t.contiguous() or cupy.ascontiguousarray(t))");
+  };
   std::vector<size_t> dims;
   for (size_t d = 0; d < t.shape.size(); ++d) {
     if (t.shape[d] <= 1) continue;
     if (t.strides[d] == 0)
-      throw InvalidArgument(where + " is broadcast (stride 0 in dimension " + std::to_string(d) +
-                            ": an expanded view repeats elements)" + fix);
-    if (t.strides[d] < 0)
-      throw InvalidArgument(where + " has a negative stride in dimension " + std::to_string(d) + " (a reversed view)" +
-                            fix);
+      throw fail(" is broadcast (stride 0 in dimension " + std::to_string(d) + ": an expanded view repeats elements)");
+    if (t.strides[d] < 0) throw fail(" has a negative stride in dimension " + std::to_string(d) + " (a reversed view)");
     dims.push_back(d);
   }
   std::sort(dims.begin(), dims.end(), [&](size_t a, size_t b) { return t.strides[a] < t.strides[b]; });
   int64_t expect = 1;  // never overflows: it stays <= the element count, checked before
   for (size_t d : dims) {
     if (t.strides[d] != expect)
-      throw InvalidArgument(where + (t.strides[d] < expect ? " overlaps itself (dimension " : " has gaps (dimension ") +
-                            std::to_string(d) + " has stride " + std::to_string(t.strides[d]) +
-                            ", a dense layout needs " + std::to_string(expect) + ")" + fix);
+      throw fail((t.strides[d] < expect ? " overlaps itself (dimension " : " has gaps (dimension ") +
+                 std::to_string(d) + " has stride " + std::to_string(t.strides[d]) + ", a dense layout needs " +
+                 std::to_string(expect) + ")");
     expect *= t.shape[d];
   }
 }
@@ -312,16 +311,18 @@ const char* device_type_name(int type) {
 }
 
 void check_device(const nb::ndarray<nb::ro>& a, const Tensor& t, const std::string& what) {
-  const std::string desc = what + " (" + std::to_string(t.count) + " x " + std::string(dtype_name(t.dtype)) + ")";
+  auto fail = [&](const std::string& why) {
+    return InvalidArgument(what + " (" + std::to_string(t.count) + " x " + std::string(dtype_name(t.dtype)) + ")" +
+                           why);
+  };
   if (a.device_type() != nb::device::cuda::value)
-    throw InvalidArgument(desc + " is not a CUDA tensor: DLPack device type " + std::to_string(a.device_type()) + " (" +
-                          device_type_name(a.device_type()) + "); customar reduces CUDA device memory only (type 2)");
+    throw fail(" is not a CUDA tensor: DLPack device type " + std::to_string(a.device_type()) + " (" +
+               device_type_name(a.device_type()) + "); customar reduces CUDA device memory only (type 2)");
   if (a.device_id() < 0)
-    throw InvalidArgument(desc + " has DLPack device id " + std::to_string(a.device_id()) +
-                          "; a CUDA device id is an ordinal >= 0");
-  if (t.count > 0 && a.data_handle() == nullptr) throw InvalidArgument(desc + " has a null data pointer");
+    throw fail(" has DLPack device id " + std::to_string(a.device_id()) + "; a CUDA device id is an ordinal >= 0");
+  if (t.count > 0 && a.data_handle() == nullptr) throw fail(" has a null data pointer");
   if (a.byte_offset() > UINTPTR_MAX - reinterpret_cast<uintptr_t>(a.data_handle()))
-    throw InvalidArgument(desc + " has a DLPack byte offset that overflows its data pointer");
+    throw fail(" has a DLPack byte offset that overflows its data pointer");
 }
 
 // Everything the all-reduce needs from a tensor, checked in this order: dtype, shape, byte size, layout, device (so a
