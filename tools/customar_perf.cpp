@@ -15,7 +15,6 @@
 // size and writes the thresholds that lose least to the best one (config/tune.h) into FILE (default: the tuned
 // config that global_config() loads, <cache dir>/tuned-config.json).
 #include <cuda_runtime_api.h>
-#include <nccl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -37,16 +36,18 @@
 #include "customar/config.h"
 #include "customar/launcher.h"
 #include "graph_timing.h"
+#include "nccl/nccl_loader.h"
 
 using namespace customar;
 using namespace customar::test;
 
 namespace {
 
-#define PERF_NCCL(call)                                                                                  \
-  do {                                                                                                   \
-    ncclResult_t r_ = (call);                                                                            \
-    if (r_ != ncclSuccess) throw std::runtime_error(std::string(#call) + ": " + ncclGetErrorString(r_)); \
+// NCCL is the process's (nccl/nccl_loader.h): the same library customar's own NCCL path drives.
+#define PERF_NCCL(call)                                                                                              \
+  do {                                                                                                               \
+    detail::NcclResult r_ = (call);                                                                                  \
+    if (r_ != detail::kNcclSuccess) throw std::runtime_error(std::string(#call) + ": " + nc.ncclGetErrorString(r_)); \
   } while (0)
 
 struct Options {
@@ -94,14 +95,16 @@ int run_rank(Group& g, const Options& o) {
   TEST_CUDA(cudaSetDevice(rank));
   cudaDeviceProp prop{};
   TEST_CUDA(cudaGetDeviceProperties(&prop, rank));
-  ncclUniqueId id{};
-  if (rank == 0) PERF_NCCL(ncclGetUniqueId(&id));
+  const detail::NcclApi& nc = detail::nccl_api();
+  if (rank == 0) std::printf("# %s\n", detail::nccl_library().describe().c_str());
+  detail::NcclUniqueId id{};
+  if (rank == 0) PERF_NCCL(nc.ncclGetUniqueId(&id));
   id = all_gather_value(g, id)[0];
   ncclComm_t nccl;
-  PERF_NCCL(ncclCommInitRank(&nccl, world, id, rank));
-  const ncclDataType_t nt = o.dtype == DataType::kBFloat16  ? ncclBfloat16
-                            : o.dtype == DataType::kFloat16 ? ncclFloat16
-                                                            : ncclFloat32;
+  PERF_NCCL(nc.ncclCommInitRank(&nccl, world, id, rank));
+  const detail::NcclType nt = o.dtype == DataType::kBFloat16  ? detail::NcclType::kBfloat16
+                              : o.dtype == DataType::kFloat16 ? detail::NcclType::kFloat16
+                                                              : detail::NcclType::kFloat32;
   const size_t es = dtype_size(o.dtype);
   cudaStream_t s;
   TEST_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
@@ -121,7 +124,7 @@ int run_rank(Group& g, const Options& o) {
   std::vector<Backend_> backends;
   auto comm_backend = [&](const std::string& name, Communicator* c) { backends.push_back({name, c, in, out, false}); };
   void *sin = nullptr, *sout = nullptr;
-  ncclWindow_t win_in{}, win_out{};
+  detail::NcclWindow win_in{}, win_out{};
   for (const std::string& b : o.backends) {
     if (b == "auto") {
       comm_backend("auto", comm.get());
@@ -143,12 +146,17 @@ int run_rank(Group& g, const Options& o) {
         backends.push_back({"nostage", comm.get(), in, out, true});
     } else if (b == "nccl") {
       backends.push_back({"nccl", nullptr, in, out, false});
+    } else if (b == "nccl-symm" && (nc.ncclMemAlloc == nullptr || nc.ncclMemFree == nullptr ||
+                                    nc.ncclCommWindowRegister == nullptr || nc.ncclCommWindowDeregister == nullptr)) {
+      if (rank == 0)
+        std::printf("# nccl-symm skipped: NCCL %s has no ncclMemAlloc / ncclCommWindowRegister (2.27 or newer has)\n",
+                    detail::nccl_version_text(nc.version).c_str());
     } else if (b == "nccl-symm") {
       // NCCL's symmetric-memory kernels: buffers from ncclMemAlloc, registered once as symmetric windows.
-      PERF_NCCL(ncclMemAlloc(&sin, o.max_bytes));
-      PERF_NCCL(ncclMemAlloc(&sout, o.max_bytes));
-      PERF_NCCL(ncclCommWindowRegister(nccl, sin, o.max_bytes, &win_in, NCCL_WIN_COLL_SYMMETRIC));
-      PERF_NCCL(ncclCommWindowRegister(nccl, sout, o.max_bytes, &win_out, NCCL_WIN_COLL_SYMMETRIC));
+      PERF_NCCL(nc.ncclMemAlloc(&sin, o.max_bytes));
+      PERF_NCCL(nc.ncclMemAlloc(&sout, o.max_bytes));
+      PERF_NCCL(nc.ncclCommWindowRegister(nccl, sin, o.max_bytes, &win_in, detail::kNcclWinCollSymmetric));
+      PERF_NCCL(nc.ncclCommWindowRegister(nccl, sout, o.max_bytes, &win_out, detail::kNcclWinCollSymmetric));
       backends.push_back({"nccl-symm", nullptr, sin, sout, false});
     }
   }
@@ -171,7 +179,7 @@ int run_rank(Group& g, const Options& o) {
     for (Backend_& b : backends) {
       Issue call = [&](const void* i, void* x, cudaStream_t st) {
         if (b.comm == nullptr)
-          PERF_NCCL(ncclAllReduce(i, x, count, nt, ncclSum, nccl, st));
+          PERF_NCCL(nc.ncclAllReduce(i, x, count, nt, detail::NcclRedOp::kSum, nccl, st));
         else
           b.comm->all_reduce(i, x, count, o.dtype, st);
       };
@@ -234,7 +242,7 @@ int run_rank(Group& g, const Options& o) {
       st.nccl_us = time_call(
           g, o,
           [&](const void* i, void* x, cudaStream_t stm) {
-            PERF_NCCL(ncclAllReduce(i, x, count, nt, ncclSum, nccl, stm));
+            PERF_NCCL(nc.ncclAllReduce(i, x, count, nt, detail::NcclRedOp::kSum, nccl, stm));
           },
           in, out, s);
       tune.push_back(st);
@@ -274,12 +282,12 @@ int run_rank(Group& g, const Options& o) {
   comm_v1.reset();
   comm.reset();
   if (sin != nullptr) {
-    PERF_NCCL(ncclCommWindowDeregister(nccl, win_in));
-    PERF_NCCL(ncclCommWindowDeregister(nccl, win_out));
-    PERF_NCCL(ncclMemFree(sin));
-    PERF_NCCL(ncclMemFree(sout));
+    PERF_NCCL(nc.ncclCommWindowDeregister(nccl, win_in));
+    PERF_NCCL(nc.ncclCommWindowDeregister(nccl, win_out));
+    PERF_NCCL(nc.ncclMemFree(sin));
+    PERF_NCCL(nc.ncclMemFree(sout));
   }
-  PERF_NCCL(ncclCommDestroy(nccl));
+  PERF_NCCL(nc.ncclCommDestroy(nccl));
   return total_wrong == 0 ? 0 : 1;
 }
 

@@ -39,7 +39,8 @@ struct Env {
   std::string jit_dump;
   std::string v2_source;  ///< file replacing the built-in V2 device source; empty = built-in.
   bool check = false;
-  int push_threads = 0;  ///< threads per push block; 0 = built-in shape.
+  std::string nccl_library;  ///< NCCL to load when none is loaded yet; empty = the wheel's (Python) or the system's.
+  int push_threads = 0;      ///< threads per push block; 0 = built-in shape.
   /// Names of variables that are set to a non-default value, for the INFO log.
   std::vector<std::string> non_default;
 };

@@ -16,6 +16,7 @@
 #include "customar/dispatch.h"
 #include "customar/error.h"
 #include "customar/topology.h"
+#include "nccl/nccl_loader.h"
 
 namespace nb = nanobind;
 using namespace customar;
@@ -175,4 +176,7 @@ NB_MODULE(_ext, m) {
         return nb::make_tuple(x.count, std::string(dtype_name(x.dtype)), x.device);
       },
       nb::arg("tensor"), "Validates a DLPack tensor as all_reduce would: (count, dtype, device) or an exception.");
+  m.def("_set_nccl_wheel_library", &detail::set_python_nccl_library, nb::arg("path"),
+        "Called by the package at import: the nvidia-nccl-cu13 wheel's libnccl.so.2, or '' when it is not installed. "
+        "customar takes it when no NCCL is loaded in the process and CUSTOMAR_NCCL_LIBRARY is unset.");
 }

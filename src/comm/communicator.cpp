@@ -88,7 +88,8 @@ struct Communicator::Impl {
       thresholds = c.thresholds;
       force_algo = c.force_algo;
       check_mode = c.check;
-      nccl = std::make_unique<detail::NcclComm>(group, dev, options.nccl_comm);
+      // NCCL is found at run time; without it on every rank the custom kernels serve alone (nccl/nccl_comm.h).
+      nccl = detail::NcclComm::create(group, dev, options.nccl_comm, backend == Backend::kNccl);
     } else {
       Decision d = dispatch_custom_allreduce(group, dev);  // world size 1: no exchange, no detection
       backend = d.backend;
@@ -129,6 +130,7 @@ struct Communicator::Impl {
         if (!e.topo_file.empty())
           throw ConfigError("CUSTOMAR_TOPO_FILE=" + e.topo_file +
                             " claims peer access that this machine does not give: " + err.what());
+        nccl->require(std::string("the custom backend failed to build (") + err.what() + ") and NCCL cannot serve");
         CUSTOMAR_WARN("INIT", "custom backend unavailable, using NCCL: %s", err.what());
         v2.reset();
         backend = Backend::kNccl;

@@ -47,6 +47,9 @@ const std::vector<EnvVar>& env_vars() {
       {"CUSTOMAR_PUSH_THREADS", "0",
        "threads per block of the one-shot push, 32 to 512 in steps of 32 (0: the built-in shape); for measuring "
        "block shapes, not for production"},
+      {"CUSTOMAR_NCCL_LIBRARY", "",
+       "path of the NCCL library (libnccl.so.2) to load when none is loaded in the process already; unset: from "
+       "Python the nvidia-nccl-cu13 wheel's, else the system's libnccl.so.2 (customar-info shows the one taken)"},
       {"CUSTOMAR_CHECK", "0",
        "1: debug mode; every call first checks across ranks that all ranks passed the same count and dtype"},
   };
@@ -130,6 +133,8 @@ Env parse_env(const std::function<const char*(const char*)>& getenv_fn) {
       if (!parse_whole(raw, &v) || v < 0 || v > 512 || v % 32 != 0)
         throw ConfigError(std::string("CUSTOMAR_PUSH_THREADS=") + raw + ": expected 0 or a multiple of 32 up to 512");
       e.push_threads = static_cast<int>(v);
+    } else if (name == "CUSTOMAR_NCCL_LIBRARY") {
+      e.nccl_library = raw;
     } else if (name == "CUSTOMAR_CHECK") {
       e.check = parse_bool(var.name, raw);
     }
