@@ -51,7 +51,7 @@ std::unique_ptr<NcclComm> NcclComm::create(Group& group, int device, ncclComm_t 
   NcclAgreement agreed = agree_nccl(group, local);
   std::unique_ptr<NcclComm> c(new NcclComm());
   if (!agreed.usable) {
-    if (required) throw NcclError(agreed.error);
+    if (required) throw NcclError("the NCCL backend cannot be built: " + agreed.error);
     CUSTOMAR_WARN("INIT", "the custom kernels serve without NCCL; a call they cannot take throws NcclError: %s",
                   agreed.error.c_str());
     c->unavailable_ = agreed.error;

@@ -222,6 +222,10 @@ NcclLibrary nccl_library() {
   std::vector<std::string> notes;
   std::vector<NcclCandidate> candidates = nccl_candidates(env().nccl_library, s.python_path, &notes);
   NcclLibrary lib = resolve_nccl(candidates, std::move(notes));
+  // The variable is an explicit request: say when it did not decide (rejected, or an NCCL was already loaded).
+  if (!env().nccl_library.empty() && (!lib.usable || lib.rule != NcclRule::kEnv))
+    CUSTOMAR_WARN("INIT", "CUSTOMAR_NCCL_LIBRARY=%s is not the NCCL used: %s", env().nccl_library.c_str(),
+                  lib.describe().c_str());
   if (lib.usable) {
     s.resolved = std::make_unique<const NcclLibrary>(lib);
     CUSTOMAR_INFO("INIT", "%s", lib.describe().c_str());
