@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Configures and builds into ${CUSTOMAR_BUILD_DIR:-build} with a compiler cache, warnings as errors.
+# Configures and builds into ${CUSTOMAR_BUILD_DIR:-build}, warnings as errors, through ccache where it is installed
+# (optional: without it every build compiles everything).
 # Extra arguments go to cmake's configure step (e.g. -DCMAKE_CUDA_ARCHITECTURES=90).
 set -euo pipefail
 cd "$(dirname "$0")/.."

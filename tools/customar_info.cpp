@@ -11,6 +11,7 @@
 #include "customar/env.h"
 #include "customar/error.h"
 #include "customar/topology.h"
+#include "nccl/nccl_loader.h"
 
 using namespace customar;
 
@@ -113,6 +114,16 @@ int main(int argc, char** argv) {
     print_matrix("Peer access", topo.p2p);
     std::printf("NVRTC: %s   NVML here: %s   config: %s\n", topo.nvrtc.value_or(false) ? "available" : "unavailable",
                 nvml_available() ? "available" : "unavailable", config.source.c_str());
+    const detail::NcclLibrary nccl = detail::nccl_library();  // the NCCL a communicator here would drive, and why
+    if (nccl.usable)
+      std::printf("NCCL: %s at %s (%s)\n", detail::nccl_version_text(nccl.api.version).c_str(), nccl.api.path.c_str(),
+                  detail::nccl_rule_text(nccl.rule));
+    else
+      std::printf(
+          "NCCL: none usable (%s or newer is needed: where NCCL is the backend, creating a communicator fails; "
+          "V1 / V2 serve without it, and calls they cannot take throw NcclError)\n",
+          detail::nccl_version_text(detail::kMinNcclVersion).c_str());
+    for (const std::string& note : nccl.notes) std::printf("  %s\n", note.c_str());
     if (!e.non_default.empty()) {
       std::printf("environment:");
       for (const auto& v : e.non_default) std::printf(" %s", v.c_str());

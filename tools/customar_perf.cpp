@@ -15,7 +15,6 @@
 // size and writes the thresholds that lose least to the best one (config/tune.h) into FILE (default: the tuned
 // config that global_config() loads, <cache dir>/tuned-config.json).
 #include <cuda_runtime_api.h>
-#include <nccl.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -35,16 +34,19 @@
 #include "customar/config.h"
 #include "customar/launcher.h"
 #include "graph_timing.h"
+#include "nccl/nccl_loader.h"
 
 using namespace customar;
 using namespace customar::test;
 
 namespace {
 
+// NCCL is the process's (nccl/nccl_loader.h): the same library customar's own NCCL path drives.
 #define PERF_NCCL(call)                                                                                  \
   do {                                                                                                   \
-    ncclResult_t r_ = (call);                                                                            \
-    if (r_ != ncclSuccess) throw std::runtime_error(std::string(#call) + ": " + ncclGetErrorString(r_)); \
+    detail::NcclResult r_ = (call);                                                                      \
+    if (r_ != detail::kNcclSuccess)                                                                      \
+      throw std::runtime_error(std::string(#call) + ": " + detail::nccl_api().ncclGetErrorString(r_));   \
   } while (0)
 
 struct Options {
@@ -98,15 +100,16 @@ class PerfRank {
   const Options& o_;
   const int rank_, world_;
   cudaDeviceProp prop_{};
+  const detail::NcclApi& nc_ = detail::nccl_api();
   ncclComm_t nccl_ = nullptr;
-  ncclDataType_t nccl_type_ = ncclBfloat16;
+  detail::NcclType nccl_type_ = detail::NcclType::kBfloat16;
   cudaStream_t s_ = nullptr;
   void *in_ = nullptr, *out_ = nullptr;
   CheckResult* res_ = nullptr;
   std::unique_ptr<Communicator> comm_, comm_v1_;
   std::vector<Candidate> candidates_;
   void *sin_ = nullptr, *sout_ = nullptr;
-  ncclWindow_t win_in_{}, win_out_{};
+  detail::NcclWindow win_in_{}, win_out_{};
   FILE* json_ = nullptr;
   long total_wrong_ = 0;
   std::map<std::string, std::pair<double, int>> bw_sum_;
@@ -115,13 +118,14 @@ class PerfRank {
 void PerfRank::set_up() {
   TEST_CUDA(cudaSetDevice(rank_));
   TEST_CUDA(cudaGetDeviceProperties(&prop_, rank_));
-  ncclUniqueId id{};
-  if (rank_ == 0) PERF_NCCL(ncclGetUniqueId(&id));
+  if (rank_ == 0) std::printf("# %s\n", detail::nccl_library().describe().c_str());
+  detail::NcclUniqueId id{};
+  if (rank_ == 0) PERF_NCCL(nc_.ncclGetUniqueId(&id));
   id = all_gather_value(g_, id)[0];
-  PERF_NCCL(ncclCommInitRank(&nccl_, world_, id, rank_));
-  nccl_type_ = o_.dtype == DataType::kBFloat16  ? ncclBfloat16
-               : o_.dtype == DataType::kFloat16 ? ncclFloat16
-                                                : ncclFloat32;
+  PERF_NCCL(nc_.ncclCommInitRank(&nccl_, world_, id, rank_));
+  nccl_type_ = o_.dtype == DataType::kBFloat16  ? detail::NcclType::kBfloat16
+               : o_.dtype == DataType::kFloat16 ? detail::NcclType::kFloat16
+                                                : detail::NcclType::kFloat32;
   TEST_CUDA(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking));
   TEST_CUDA(cudaMalloc(&in_, o_.max_bytes));
   TEST_CUDA(cudaMalloc(&out_, o_.max_bytes));
@@ -156,12 +160,17 @@ void PerfRank::add_candidates() {
         std::printf("# v1 skipped: %s\n", comm_v1_->reason().c_str());
     } else if (b == "nccl") {
       candidates_.push_back({"nccl", nullptr, in_, out_});
+    } else if (b == "nccl-symm" && (nc_.ncclMemAlloc == nullptr || nc_.ncclMemFree == nullptr ||
+                                    nc_.ncclCommWindowRegister == nullptr || nc_.ncclCommWindowDeregister == nullptr)) {
+      if (rank_ == 0)
+        std::printf("# nccl-symm skipped: NCCL %s has no ncclMemAlloc / ncclCommWindowRegister (2.27 or newer has)\n",
+                    detail::nccl_version_text(nc_.version).c_str());
     } else if (b == "nccl-symm") {
       // NCCL's symmetric-memory kernels: buffers from ncclMemAlloc, registered once as symmetric windows.
-      PERF_NCCL(ncclMemAlloc(&sin_, o_.max_bytes));
-      PERF_NCCL(ncclMemAlloc(&sout_, o_.max_bytes));
-      PERF_NCCL(ncclCommWindowRegister(nccl_, sin_, o_.max_bytes, &win_in_, NCCL_WIN_COLL_SYMMETRIC));
-      PERF_NCCL(ncclCommWindowRegister(nccl_, sout_, o_.max_bytes, &win_out_, NCCL_WIN_COLL_SYMMETRIC));
+      PERF_NCCL(nc_.ncclMemAlloc(&sin_, o_.max_bytes));
+      PERF_NCCL(nc_.ncclMemAlloc(&sout_, o_.max_bytes));
+      PERF_NCCL(nc_.ncclCommWindowRegister(nccl_, sin_, o_.max_bytes, &win_in_, detail::kNcclWinCollSymmetric));
+      PERF_NCCL(nc_.ncclCommWindowRegister(nccl_, sout_, o_.max_bytes, &win_out_, detail::kNcclWinCollSymmetric));
       candidates_.push_back({"nccl-symm", nullptr, sin_, sout_});
     }
   }
@@ -180,7 +189,7 @@ void PerfRank::print_header() const {
 Issue PerfRank::issue_for(const Candidate& c, size_t count) const {
   if (c.comm == nullptr)
     return [this, count](const void* i, void* x, cudaStream_t st) {
-      PERF_NCCL(ncclAllReduce(i, x, count, nccl_type_, ncclSum, nccl_, st));
+      PERF_NCCL(nc_.ncclAllReduce(i, x, count, nccl_type_, detail::NcclRedOp::kSum, nccl_, st));
     };
   return [&c, this, count](const void* i, void* x, cudaStream_t st) { c.comm->all_reduce(i, x, count, o_.dtype, st); };
 }
@@ -323,12 +332,12 @@ PerfRank::~PerfRank() {
   comm_v1_.reset();
   comm_.reset();
   if (sin_ != nullptr) {
-    (void)ncclCommWindowDeregister(nccl_, win_in_);
-    (void)ncclCommWindowDeregister(nccl_, win_out_);
-    (void)ncclMemFree(sin_);
-    (void)ncclMemFree(sout_);
+    (void)nc_.ncclCommWindowDeregister(nccl_, win_in_);
+    (void)nc_.ncclCommWindowDeregister(nccl_, win_out_);
+    (void)nc_.ncclMemFree(sin_);
+    (void)nc_.ncclMemFree(sout_);
   }
-  if (nccl_ != nullptr) (void)ncclCommDestroy(nccl_);
+  if (nccl_ != nullptr) (void)nc_.ncclCommDestroy(nccl_);
   (void)cudaFree(in_);
   (void)cudaFree(out_);
   (void)cudaFree(res_);

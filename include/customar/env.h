@@ -38,6 +38,7 @@ struct Env {
   std::string cache_dir;
   std::string jit_dump;
   bool check = false;
+  std::string nccl_library;  ///< NCCL to load when none is loaded yet; empty = the wheel's (Python) or the system's.
   /// Names of variables that are set to a non-default value, for the INFO log.
   std::vector<std::string> non_default;
 };

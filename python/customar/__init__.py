@@ -404,3 +404,26 @@ def can_use_custom_all_reduce_v2(group: Any, device: Any) -> bool:
     """True when the V2 (run-time compiled) backend would serve this group (collective)."""
     g = _as_group(group)
     return _collective(g, device, lambda index: _ext.can_use_custom_all_reduce_v2(g, index))
+
+
+def _nccl_wheel_library() -> str:
+    """libnccl.so.2 of the nvidia-nccl-cu13 wheel (the NCCL of PyTorch's CUDA 13 wheels; nvidia-nccl-cu12 installs the
+    same path), or "" when not installed. `nvidia` is a namespace package (no __init__.py): every directory it spans
+    is searched."""
+    import importlib.util
+    import os
+
+    try:
+        spec = importlib.util.find_spec("nvidia")
+    except (ImportError, ValueError):
+        return ""
+    for base in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = os.path.join(base, "nccl", "lib", "libnccl.so.2")
+        if os.path.isfile(path):
+            return path
+    return ""
+
+
+# Before any communicator exists: customar loads this NCCL when none is loaded in the process yet (PyTorch's, when
+# torch was imported, comes first) and CUSTOMAR_NCCL_LIBRARY is unset. Nothing is loaded here.
+_ext._set_nccl_wheel_library(_nccl_wheel_library())

@@ -24,6 +24,7 @@
 #include "customar/dispatch.h"
 #include "customar/error.h"
 #include "customar/topology.h"
+#include "nccl/nccl_loader.h"
 
 namespace nb = nanobind;
 using namespace customar;
@@ -511,4 +512,7 @@ NB_MODULE(_ext, m) {
   m.def("check_tensor", &tensor_info, nb::arg("tensor").none(), nb::arg("as_dtype") = nb::none(),
         "Validates a tensor as all_reduce would: (count, dtype, device) or an InvalidArgument.");
   m.def("_typed_view", &typed_view, nb::arg("buffer"), nb::arg("dtype"), nb::arg("shape"));
+  m.def("_set_nccl_wheel_library", &detail::set_python_nccl_library, nb::arg("path"),
+        "Called by the package at import: the nvidia-nccl-cu13 wheel's libnccl.so.2, or '' when it is not installed. "
+        "customar takes it when no NCCL is loaded in the process and CUSTOMAR_NCCL_LIBRARY is unset.");
 }

@@ -343,3 +343,48 @@ def test_dtype_names(dtype, name):
 def test_torch_dtype_name():
     torch = pytest.importorskip("torch")
     assert customar._dtype_name(torch.float8_e4m3fn) == "float8_e4m3fn"
+
+
+def test_extension_has_no_link_time_nccl():
+    """NCCL is found at run time (the process's own first): neither the extension nor the libcustomar beside it
+    names one among its NEEDED entries, so importing customar never takes the soname libnccl.so.2."""
+    import shutil
+    import subprocess
+
+    readelf = shutil.which("readelf")
+    if readelf is None:
+        pytest.skip("readelf is not installed")
+    ext = pathlib.Path(customar._ext.__file__)
+    for lib in [ext, *sorted(ext.parent.glob("libcustomar.so*"))]:
+        out = subprocess.run([readelf, "-d", str(lib)], capture_output=True, text=True, check=True).stdout
+        needed = [line for line in out.splitlines() if "(NEEDED)" in line]
+        assert needed, f"readelf -d {lib} lists no NEEDED entry"
+        assert not [line for line in needed if "libnccl" in line], f"{lib} needs NCCL at link time: {needed}"
+
+
+def test_import_loads_no_nccl():
+    """`import customar` loads no NCCL: a framework imported after it loads its own."""
+    import subprocess
+    import sys
+
+    code = "import customar; print(sum('libnccl' in line for line in open('/proc/self/maps')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "0"
+
+
+def test_nccl_wheel_library_is_found_in_the_nvidia_namespace(tmp_path):
+    """The package hands the nvidia-nccl-cu13 wheel's nvidia/nccl/lib/libnccl.so.2 to the loader, from whichever
+    directory of the `nvidia` namespace package holds it."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "a" / "nvidia").mkdir(parents=True)
+    lib = tmp_path / "b" / "nvidia" / "nccl" / "lib" / "libnccl.so.2"
+    lib.parent.mkdir(parents=True)
+    lib.write_bytes(b"")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path / "a"), str(tmp_path / "b")]))
+    code = "import customar; print(customar._nccl_wheel_library())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.strip() == str(lib)
+

@@ -133,7 +133,8 @@ struct Communicator::Impl {
     facts.force_algo = c.force_algo;
     reason = c.decision.reason;
     check_mode = c.check;
-    nccl = std::make_unique<detail::NcclComm>(group, device, options.nccl_comm);
+    // NCCL is found at run time; without it on every rank the custom kernels serve alone (nccl/nccl_comm.h).
+    nccl = detail::NcclComm::create(group, device, options.nccl_comm, backend() == Backend::kNccl);
   }
 
   // Compiled (or loaded from the cache) now, at creation: a compile failure degrades to V1 here, on every rank
@@ -169,6 +170,7 @@ struct Communicator::Impl {
       if (!e.topo_file.empty())
         throw ConfigError("CUSTOMAR_TOPO_FILE=" + e.topo_file +
                           " claims peer access that this machine does not give: " + err.what());
+      nccl->require(std::string("the custom backend failed to build (") + err.what() + ") and NCCL cannot serve");
       CUSTOMAR_WARN("INIT", "custom backend unavailable, using NCCL: %s", err.what());
       kernels.reset();
       facts.backend = Backend::kNccl;

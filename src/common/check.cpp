@@ -1,7 +1,8 @@
 #include "common/check.h"
 
 #include <cuda_runtime_api.h>
-#include <nccl.h>
+
+#include "nccl/nccl_loader.h"
 
 namespace customar::detail {
 
@@ -21,9 +22,13 @@ void throw_cuda(int code, const char* call, const char* file, int line) {
 void throw_nccl(int code, const char* call, const char* file, int line) {
   static const char* const names[] = {"ncclSuccess",       "ncclUnhandledCudaError", "ncclSystemError",
                                       "ncclInternalError", "ncclInvalidArgument",    "ncclInvalidUsage",
-                                      "ncclRemoteError",   "ncclInProgress"};
-  const char* name = (code >= 0 && code < 8) ? names[code] : "ncclUnknownError";
-  throw NcclError(std::string(call) + " failed: " + name + " (" + ncclGetErrorString(static_cast<ncclResult_t>(code)) +
+                                      "ncclRemoteError",   "ncclInProgress",         "ncclTimeout"};
+  constexpr int kNames = static_cast<int>(sizeof(names) / sizeof(names[0]));
+  const char* name = (code >= 0 && code < kNames) ? names[code] : "ncclUnknownError";
+  // A code comes from a call into the process's NCCL, so it has been resolved; its own text adds NCCL's detail.
+  const NcclApi* api = resolved_nccl_api();
+  const char* text = api != nullptr ? api->ncclGetErrorString(static_cast<NcclResult>(code)) : nullptr;
+  throw NcclError(std::string(call) + " failed: " + name + " (" + (text != nullptr ? text : "no description") +
                   ") at " + where(file, line));
 }
 

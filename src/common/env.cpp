@@ -39,6 +39,9 @@ const std::vector<EnvVar>& env_vars() {
       {"CUSTOMAR_INIT_TIMEOUT_MS", "120000", "set-up exchanges between ranks give up after this many milliseconds"},
       {"CUSTOMAR_CACHE_DIR", "~/.cache/customar", "directory of the run-time compiled kernel cache (created 0700)"},
       {"CUSTOMAR_JIT_DUMP", "", "directory to write each run-time compiled kernel's source, PTX and compile log into"},
+      {"CUSTOMAR_NCCL_LIBRARY", "",
+       "path of the NCCL library (libnccl.so.2) to load when none is loaded in the process already; unset: from "
+       "Python the nvidia-nccl-cu13 wheel's, else the system's libnccl.so.2 (customar-info shows the one taken)"},
       {"CUSTOMAR_CHECK", "0",
        "1: debug mode; every call first checks across ranks that all ranks passed the same count and dtype"},
   };
@@ -115,6 +118,8 @@ Env parse_env(const std::function<const char*(const char*)>& getenv_fn) {
       e.cache_dir = raw;
     } else if (name == "CUSTOMAR_JIT_DUMP") {
       e.jit_dump = raw;
+    } else if (name == "CUSTOMAR_NCCL_LIBRARY") {
+      e.nccl_library = raw;
     } else if (name == "CUSTOMAR_CHECK") {
       e.check = parse_bool(var.name, raw);
     }

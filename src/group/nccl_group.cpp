@@ -1,12 +1,14 @@
-// A Group over an existing NCCL communicator, for applications that already have one (one rank per GPU).
+// A Group over an existing NCCL communicator, for applications that already have one (one rank per GPU). The NCCL
+// that drives it is the process's (nccl/nccl_loader.h), which finds the application's own NCCL first: the library
+// that made the communicator.
 #include <cuda_runtime_api.h>
-#include <nccl.h>
 
 #include <algorithm>
 
 #include "common/check.h"
 #include "common/device_guard.h"
 #include "customar/group.h"
+#include "nccl/nccl_loader.h"
 
 namespace customar {
 
@@ -17,9 +19,8 @@ using detail::DeviceGuard;
 class NcclGroup final : public Group {
  public:
   NcclGroup(ncclComm_t comm, int device) : comm_(comm), device_(device) {
-    CUSTOMAR_ARG_CHECK(comm != nullptr, "make_nccl_group: comm is null");
-    CUSTOMAR_NCCL_CHECK(ncclCommUserRank(comm, &rank_));
-    CUSTOMAR_NCCL_CHECK(ncclCommCount(comm, &size_));
+    CUSTOMAR_NCCL_CHECK(nccl_.ncclCommUserRank(comm, &rank_));
+    CUSTOMAR_NCCL_CHECK(nccl_.ncclCommCount(comm, &size_));
     DeviceGuard g(device_);
     CUSTOMAR_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   }
@@ -59,7 +60,7 @@ class NcclGroup final : public Group {
     auto* dout = static_cast<uint8_t*>(dev) + bytes;
     try {
       CUSTOMAR_CUDA_CHECK(cudaMemcpyAsync(dev, in, bytes, cudaMemcpyHostToDevice, stream_));
-      CUSTOMAR_NCCL_CHECK(ncclAllGather(dev, dout, bytes, ncclUint8, comm_, stream_));
+      CUSTOMAR_NCCL_CHECK(nccl_.ncclAllGather(dev, dout, bytes, detail::NcclType::kUint8, comm_, stream_));
       CUSTOMAR_CUDA_CHECK(cudaMemcpyAsync(out, dout, bytes * size_, cudaMemcpyDeviceToHost, stream_));
       CUSTOMAR_CUDA_CHECK(cudaStreamSynchronize(stream_));
     } catch (...) {
@@ -69,6 +70,7 @@ class NcclGroup final : public Group {
     CUSTOMAR_CUDA_CHECK(cudaFree(dev));
   }
 
+  const detail::NcclApi& nccl_ = detail::nccl_api();  // throws NcclError naming what was tried when none is usable
   ncclComm_t comm_;
   int device_;
   int rank_ = 0;
@@ -79,6 +81,7 @@ class NcclGroup final : public Group {
 }  // namespace
 
 std::unique_ptr<Group> make_nccl_group(ncclComm_t comm, int device) {
+  CUSTOMAR_ARG_CHECK(comm != nullptr, "make_nccl_group: comm is null");
   return std::make_unique<NcclGroup>(comm, device);
 }
 
