@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <set>
 
+#include "common/text.h"
 #include "customar/error.h"
 
 namespace customar::json {
@@ -46,7 +47,8 @@ class Parser {
         ++col;
       }
     }
-    throw ConfigError(origin_ + ": line " + std::to_string(line) + " column " + std::to_string(col) + ": " + what);
+    throw ConfigError(text::printable(origin_) + ": line " + std::to_string(line) + " column " + std::to_string(col) +
+                      ": " + what);
   }
 
   void skip_ws() {
@@ -91,7 +93,7 @@ class Parser {
     } else if (c == '-' || (c >= '0' && c <= '9')) {
       parse_number(v);
     } else {
-      fail(std::string("unexpected character '") + c + "'");
+      fail("unexpected character '" + text::printable(std::string_view(&c, 1)) + "'");
     }
     return v;
   }
@@ -106,9 +108,9 @@ class Parser {
       skip_ws();
       if (pos_ >= s_.size() || s_[pos_] != '"') fail("expected a string key");
       std::string key = parse_string();
-      if (!seen.insert(key).second) fail("duplicate key \"" + key + "\"");
+      if (!seen.insert(key).second) fail("duplicate key " + text::quoted(key));
       skip_ws();
-      if (!consume(':')) fail("expected ':' after key \"" + key + "\"");
+      if (!consume(':')) fail("expected ':' after key " + text::quoted(key));
       skip_ws();
       Value val = parse_value(depth + 1);
       obj.emplace_back(std::move(key), std::move(val));
@@ -152,6 +154,22 @@ class Parser {
     }
   }
 
+  // Copies the multi-byte UTF-8 sequence that starts one byte before pos_, or fails: strings are UTF-8 (RFC 8259),
+  // and a name that is not would reach messages and customar-info's JSON output as bytes no reader can decode.
+  void append_utf8_sequence(std::string& out) {
+    size_t start = pos_ - 1;
+    uint32_t cp = 0;
+    size_t len = text::utf8_decode(std::string_view(s_).substr(start), &cp);
+    if (len == 0) {
+      pos_ = start;
+      char buf[8];
+      snprintf(buf, sizeof(buf), "0x%02X", static_cast<unsigned char>(s_[start]));
+      fail(std::string("invalid UTF-8 in string (byte ") + buf + ")");
+    }
+    out.append(s_, start, len);
+    pos_ = start + len;
+  }
+
   uint32_t parse_hex4() {
     if (pos_ + 4 > s_.size()) fail("truncated \\u escape");
     uint32_t cp = 0;
@@ -178,6 +196,10 @@ class Parser {
       char c = s_[pos_++];
       if (c == '"') return out;
       if (static_cast<unsigned char>(c) < 0x20) fail("control character in string");
+      if (static_cast<unsigned char>(c) >= 0x80) {
+        append_utf8_sequence(out);
+        continue;
+      }
       if (c != '\\') {
         out += c;
         continue;
@@ -223,7 +245,7 @@ class Parser {
           break;
         }
         default:
-          fail(std::string("bad escape '\\") + e + "'");
+          fail("bad escape '\\" + text::printable(std::string_view(&e, 1)) + "'");
       }
     }
   }
@@ -277,35 +299,9 @@ class Parser {
 Value parse(const std::string& text, const std::string& origin) { return Parser(text, origin).parse_document(); }
 
 std::string quote(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
+  // JSON cannot carry a byte that is not UTF-8: it is written as the text \xNN, so that the reader sees which byte it
+  // was. Controls are escaped so that printing the output cannot drive a terminal.
+  return "\"" + text::escape(s, text::kJsonStyle, SIZE_MAX) + "\"";
 }
 
 }  // namespace customar::json

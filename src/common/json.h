@@ -1,6 +1,7 @@
 // A small strict JSON reader and writer for customar's topology and config files. Strict on purpose: these files
 // steer which kernels run, so anything unexpected (trailing commas, comments, duplicate keys, NaN, deep nesting,
-// oversized input) is an error rather than a guess.
+// oversized input, strings that are not UTF-8) is an error rather than a guess. Error messages quote the input
+// escaped (text::printable).
 #pragma once
 
 #include <cstddef>
@@ -43,7 +44,9 @@ inline constexpr int kMaxDepth = 32;
 /// Parses `text`. Throws ConfigError("<origin>: line L column C: <what>") on any error.
 Value parse(const std::string& text, const std::string& origin);
 
-/// Quotes and escapes a string for output.
+/// Quotes and escapes a string for JSON output. The result is valid JSON and valid UTF-8 whatever `s` holds: control
+/// characters (text::is_control) become \uNNNN escapes and each byte that is not UTF-8 the text \xNN; a string
+/// parse() accepted comes back unchanged from parse(quote(s)).
 std::string quote(const std::string& s);
 
 }  // namespace customar::json

@@ -5,6 +5,7 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "config/tune.h"
 #include "customar/env.h"
 #include "customar/error.h"
@@ -79,7 +80,7 @@ Config builtin_config() {
 namespace {
 
 [[noreturn]] void bad(const std::string& origin, const std::string& field, const std::string& what) {
-  throw ConfigError(origin + ": field \"" + field + "\": " + what);
+  throw ConfigError(text::printable(origin) + ": field " + text::quoted(field) + ": " + what);
 }
 
 size_t get_size(const json::Value& v, const std::string& origin, const std::string& field) {

@@ -11,6 +11,7 @@
 
 #include "common/check.h"
 #include "common/json.h"
+#include "common/text.h"
 #include "customar/error.h"
 #include "customar/types.h"
 
@@ -96,7 +97,7 @@ constexpr size_t kMaxGpus = 64;
 constexpr size_t kMaxStringBytes = 256;
 
 [[noreturn]] void bad(const std::string& field, const std::string& what) {
-  throw ConfigError("topology: field \"" + field + "\": " + what);
+  throw ConfigError("topology: field " + text::quoted(field) + ": " + what);
 }
 
 std::string get_string(const json::Value& v, const std::string& field) {
@@ -195,7 +196,8 @@ Topology topology_from_json(const std::string& text) {
     if (info.pci_bus_id.empty()) bad(gf + ".pci_bus_id", "must not be empty");
     for (const auto& other : topo.gpus)
       if (other.host == info.host && other.pci_bus_id == info.pci_bus_id)
-        bad(gf + ".pci_bus_id", "the same GPU (" + info.pci_bus_id + " on " + info.host + ") appears twice");
+        bad(gf + ".pci_bus_id",
+            "the same GPU (" + text::printable(info.pci_bus_id) + " on " + text::printable(info.host) + ") appears twice");
     topo.gpus.push_back(std::move(info));
   }
   topo.nvlink = get_matrix(*nvlink, "nvlink", n);
