@@ -272,23 +272,6 @@ SizeTiming PerfRank::tune_at(size_t bytes) {
   return st;
 }
 
-// Writes the tuned thresholds into the file, keeping what it already says for other (arch, world size) entries.
-void save_tuned(const std::string& path, ArchFamily fam, int world, const Thresholds& t) {
-  Config file;
-  if (std::ifstream f(path); f) {
-    std::stringstream ss;
-    ss << f.rdbuf();
-    file = merge_config_json(Config{}, ss.str(), path);
-  }
-  file.table[{fam, world}] = t;
-  const std::string tmp = path + ".tmp." + std::to_string(getpid());
-  {
-    std::ofstream f(tmp);
-    f << config_to_json(file);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) std::printf("# tune: cannot write %s\n", path.c_str());
-}
-
 void PerfRank::finish(const std::vector<SizeTiming>& tune) const {
   if (rank_ != 0) return;
   for (const auto& [name, v] : bw_sum_)
@@ -298,13 +281,16 @@ void PerfRank::finish(const std::vector<SizeTiming>& tune) const {
   const ArchFamily fam = arch_family(prop_.major * 10 + prop_.minor);
   const Thresholds base = *global_config().find(fam, world_);
   const Thresholds t = tune_thresholds(tune, base);
-  const std::string path = o_.tune_file.empty() ? tuned_config_path() : o_.tune_file;
-  save_tuned(path, fam, world_, t);
   auto sz = [](size_t b) { return b == kUnlimited ? std::string("unlimited") : std::to_string(b); };
   std::printf("# tune: %s world %d: push <= %s, pull <= %s, two-shot <= %s, then NCCL; loss vs best %.3f (was %.3f)\n",
               arch_family_name(fam), world_, sz(t.oneshot_push_max).c_str(), sz(t.oneshot_pull_max).c_str(),
               sz(t.custom_max).c_str(), threshold_loss(tune, t), threshold_loss(tune, base));
-  std::printf("# tune: written to %s\n", path.c_str());
+  try {  // merged with the file's other entries, written atomically (config/tune.h)
+    const std::string path = save_tuned_thresholds(o_.tune_file, fam, world_, t);
+    std::printf("# tune: written to %s\n", path.c_str());
+  } catch (const Error& e) {
+    std::printf("# tune: not written: %s\n", e.what());
+  }
 }
 
 int PerfRank::run() {

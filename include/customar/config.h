@@ -90,8 +90,11 @@ class LazyConfig {
   int fill_count_ = 0;
 };
 
-/// The process-wide table: builtin_config() merged with CUSTOMAR_CONFIG_FILE if set. Filled on first use.
-/// Throws ConfigError if the file is malformed.
+/// The process-wide table: builtin_config() merged with CUSTOMAR_CONFIG_FILE if set (a regular file of at most
+/// 1 MiB, a symbolic link to one followed), else with the tuned config that customar-perf --tune wrote
+/// (<cache dir>/tuned-config.json) if it is there and trusted: owned by this user, writable by no one else, not a
+/// link, in a directory that is the same; an untrusted one is ignored with a warning. Filled on first use.
+/// Throws ConfigError if the file is missing (CUSTOMAR_CONFIG_FILE), not a regular file, too large or malformed.
 const Config& global_config();
 
 }  // namespace customar

@@ -56,10 +56,15 @@ std::string topology_to_json(const Topology& topo);
 /// Parses the file format above. Throws ConfigError naming the field and what was expected.
 Topology topology_from_json(const std::string& text);
 
-/// Reads and parses a topology file (at most 1 MiB). Throws ConfigError (file and field in the message).
+/// Reads and parses a topology file: a regular file (a symbolic link to one is followed) of at most 1 MiB, opened
+/// without blocking, so a FIFO, device or directory is refused at once. Throws ConfigError naming the file and what
+/// was wrong (missing, "is a directory", too large, the field that does not parse).
 Topology load_topology_file(const std::string& path);
 
-/// Writes topology_to_json() to `path` atomically (temporary file, then rename). Throws SystemError.
+/// Writes topology_to_json() to `path` atomically: into a new temporary file in the same directory (mode 0644 less
+/// the umask), then renamed over `path`. Throws InvalidArgument when something other than a regular file is at
+/// `path` (a symbolic link, device, FIFO, directory: never written through or replaced) and SystemError when a
+/// system call fails; no temporary file is left behind either way.
 void save_topology_file(const Topology& topo, const std::string& path);
 
 /// Detects every CUDA device visible to this process as if each were one rank, in CUDA ordinal order. Needs no

@@ -1,8 +1,8 @@
 #include "customar/config.h"
 
-#include <fstream>
 #include <sstream>
 
+#include "common/files.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "common/text.h"
@@ -187,23 +187,28 @@ const Config& LazyConfig::get() {
   return config_;
 }
 
+namespace {
+
+// CUSTOMAR_CONFIG_FILE when set (any readable regular file the user names, through a link too), else the tuned
+// config when it is there and trusted, else nothing.
+Config load_global_config() {
+  Config c = builtin_config();
+  const std::string& file = env().config_file;
+  if (!file.empty()) {
+    files::ReadRules rules{json::kMaxInputBytes, /*follow_link=*/true, /*private_owner=*/false};
+    return merge_config_json(c, files::read_file(file, rules, "CUSTOMAR_CONFIG_FILE="), file);
+  }
+  const std::string tuned = tuned_config_path();
+  if (std::optional<std::string> text = read_tuned_config(tuned)) return merge_config_json(c, *text, tuned);
+  return c;
+}
+
+}  // namespace
+
 const Config& global_config() {
   static LazyConfig lazy([] {
-    Config c = builtin_config();
-    std::string path = env().config_file;
-    if (path.empty()) {
-      // What customar-perf --tune measured on this machine, if it has been run here.
-      std::string tuned = tuned_config_path();
-      if (std::ifstream(tuned).good()) path = tuned;
-    }
-    if (!path.empty()) {
-      std::ifstream in(path, std::ios::binary);
-      if (!in) throw ConfigError("CUSTOMAR_CONFIG_FILE=" + path + ": cannot be opened");
-      std::stringstream ss;
-      ss << in.rdbuf();
-      c = merge_config_json(c, ss.str(), path);
-    }
-    CUSTOMAR_INFO("CONFIG", "thresholds filled from %s", c.source.c_str());
+    Config c = load_global_config();
+    CUSTOMAR_INFO("CONFIG", "thresholds filled from %s", text::printable(c.source).c_str());
     return c;
   });
   return lazy.get();

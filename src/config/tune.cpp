@@ -1,9 +1,12 @@
 #include "config/tune.h"
 
-#include <cstdlib>
 #include <limits>
 
-#include "customar/env.h"
+#include "common/files.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/text.h"
+#include "customar/error.h"
 
 namespace customar {
 
@@ -67,10 +70,56 @@ Thresholds tune_thresholds(const std::vector<SizeTiming>& timings, const Thresho
 }
 
 std::string tuned_config_path() {
-  const std::string& dir = env().cache_dir;
-  if (!dir.empty()) return dir + "/tuned-config.json";
-  const char* home = std::getenv("HOME");
-  return std::string(home != nullptr && home[0] ? home : "/tmp") + "/.cache/customar/tuned-config.json";
+  const std::string& dir = files::user_cache_dir();
+  return dir.empty() ? "" : dir + "/tuned-config.json";
+}
+
+namespace {
+
+// The tuned config decides every rank's thresholds: read only what this user wrote, and no link.
+constexpr files::ReadRules kTrustedJson{json::kMaxInputBytes, /*follow_link=*/false, /*private_owner=*/true};
+
+}  // namespace
+
+std::optional<std::string> read_tuned_config(const std::string& path) {
+  if (path.empty()) return std::nullopt;
+  std::string why;
+  files::DirState dir = files::check_private_dir(files::parent_dir(path), &why);
+  if (dir == files::DirState::kMissing) return std::nullopt;
+  if (dir == files::DirState::kUnsafe) {
+    CUSTOMAR_WARN("CONFIG", "tuned config not loaded, built-in thresholds used: %s", why.c_str());
+    return std::nullopt;
+  }
+  files::ReadResult r = files::try_read_file(path, kTrustedJson);
+  if (r.status == files::ReadStatus::kMissing) return std::nullopt;
+  if (r.status == files::ReadStatus::kRefused) {
+    CUSTOMAR_WARN("CONFIG", "tuned config %s not loaded, built-in thresholds used: it %s",
+                  text::printable(path).c_str(), r.why.c_str());
+    return std::nullopt;
+  }
+  return std::move(r.data);
+}
+
+std::string save_tuned_thresholds(const std::string& path, ArchFamily family, int world_size, const Thresholds& t) {
+  const bool default_file = path.empty();
+  const std::string file = default_file ? tuned_config_path() : path;
+  if (file.empty())
+    throw ConfigError(
+        "no directory for the tuned config: HOME is not an absolute path and CUSTOMAR_CACHE_DIR is unset; set one "
+        "or name a file");
+  std::string why;
+  if (default_file && !files::make_private_dir(files::parent_dir(file), &why))
+    throw ConfigError("tuned config " + text::printable(file) + " not written: " + why);
+  files::ReadRules rules = kTrustedJson;
+  rules.private_owner = default_file;  // a file the user names is theirs to judge
+  files::ReadResult old = files::try_read_file(file, rules);
+  if (old.status == files::ReadStatus::kRefused)
+    throw ConfigError("tuned config " + text::printable(file) + " not replaced: it " + old.why);
+  Config merged;  // what the file already says for other (arch, world size) entries stays
+  if (old.status == files::ReadStatus::kOk) merged = merge_config_json(Config{}, old.data, file);
+  merged.table[{family, world_size}] = t;
+  files::write_file_atomic(file, config_to_json(merged), 0644);
+  return file;
 }
 
 }  // namespace customar

@@ -1,15 +1,9 @@
 // Topology value helpers and the file format (see include/customar/topology.h).
 #include "customar/topology.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cstdio>
-#include <fstream>
 #include <sstream>
 
-#include "common/check.h"
+#include "common/files.h"
 #include "common/json.h"
 #include "common/text.h"
 #include "customar/error.h"
@@ -196,8 +190,8 @@ Topology topology_from_json(const std::string& text) {
     if (info.pci_bus_id.empty()) bad(gf + ".pci_bus_id", "must not be empty");
     for (const auto& other : topo.gpus)
       if (other.host == info.host && other.pci_bus_id == info.pci_bus_id)
-        bad(gf + ".pci_bus_id",
-            "the same GPU (" + text::printable(info.pci_bus_id) + " on " + text::printable(info.host) + ") appears twice");
+        bad(gf + ".pci_bus_id", "the same GPU (" + text::printable(info.pci_bus_id) + " on " +
+                                    text::printable(info.host) + ") appears twice");
     topo.gpus.push_back(std::move(info));
   }
   topo.nvlink = get_matrix(*nvlink, "nvlink", n);
@@ -218,35 +212,19 @@ Topology topology_from_json(const std::string& text) {
 }
 
 Topology load_topology_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError("topology file " + path + ": cannot be opened (" + std::strerror(errno) + ")");
-  std::string text;
-  char buf[4096];
-  while (in.read(buf, sizeof(buf)) || in.gcount() > 0) {
-    text.append(buf, static_cast<size_t>(in.gcount()));
-    if (text.size() > json::kMaxInputBytes) throw ConfigError("topology file " + path + ": larger than 1 MiB");
-  }
+  // The user names this file for one run: a link is followed (a mounted config often is one); what it leads to must
+  // still be a regular file of at most 1 MiB, opened without blocking.
+  files::ReadRules rules{json::kMaxInputBytes, /*follow_link=*/true, /*private_owner=*/false};
+  std::string contents = files::read_file(path, rules, "topology file ");
   try {
-    return topology_from_json(text);
+    return topology_from_json(contents);
   } catch (const ConfigError& e) {
-    throw ConfigError("topology file " + path + ": " + e.what());
+    throw ConfigError("topology file " + text::printable(path) + ": " + e.what());
   }
 }
 
 void save_topology_file(const Topology& topo, const std::string& path) {
-  std::string tmp = path + ".tmp." + std::to_string(getpid());
-  std::string text = topology_to_json(topo);
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  CUSTOMAR_SYS_CHECK(fd >= 0, ("open(" + tmp + ")").c_str());
-  ssize_t written = ::write(fd, text.data(), text.size());
-  int saved = errno;
-  ::close(fd);
-  if (written != static_cast<ssize_t>(text.size())) {
-    ::unlink(tmp.c_str());
-    errno = saved;
-    CUSTOMAR_SYS_CHECK(false, ("write(" + tmp + ")").c_str());
-  }
-  CUSTOMAR_SYS_CHECK(::rename(tmp.c_str(), path.c_str()) == 0, ("rename(" + tmp + ", " + path + ")").c_str());
+  files::write_file_atomic(path, topology_to_json(topo), 0644);
 }
 
 Topology example_topology() {
