@@ -1,20 +1,17 @@
 #include "jit/cache.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdlib>
 #include <cstring>
 
-#include "customar/env.h"
+#include "common/files.h"
+#include "common/text.h"
 
 namespace customar::detail {
 
 namespace {
 
 constexpr char kMagic[8] = {'C', 'S', 'T', 'M', 'C', 'B', 'N', '1'};
+// The largest entry loaded: a V2 module's CUBIN is a few hundred KiB; anything near this is not one of ours.
+constexpr size_t kMaxEntryBytes = 64u << 20;
 
 struct Header {
   char magic[8];
@@ -34,34 +31,16 @@ uint64_t fnv1a(const void* data, size_t n, uint64_t h) {
   return h;
 }
 
-std::string default_dir() {
-  const std::string& configured = env().cache_dir;
-  if (!configured.empty()) return configured;
-  const char* home = std::getenv("HOME");
-  if (home != nullptr && home[0] != '\0') return std::string(home) + "/.cache/customar";
-  return "/tmp/customar-cache-" + std::to_string(geteuid());
-}
-
-// mkdir -p; the last component 0700. Then refuses a directory another user owns or others can write.
-bool make_private_dir(const std::string& dir, std::string* why) {
-  for (size_t pos = 1; pos <= dir.size(); ++pos) {
-    if (pos != dir.size() && dir[pos] != '/') continue;
-    std::string part = dir.substr(0, pos);
-    if (::mkdir(part.c_str(), pos == dir.size() ? 0700 : 0755) != 0 && errno != EEXIST) {
-      *why = "mkdir " + part + ": " + std::strerror(errno);
-      return false;
-    }
-  }
-  struct stat st {};
-  if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    *why = dir + " is not a directory";
-    return false;
-  }
-  if (st.st_uid != geteuid() || (st.st_mode & 022) != 0) {
-    *why = dir + " is not owned by this user or is writable by others";
-    return false;
-  }
-  return true;
+// The header's checks, on an entry read whole; "" when it holds the CUBIN of `key`.
+std::string entry_problem(const std::string& all, const CacheKey& key) {
+  if (all.size() < sizeof(Header)) return "truncated";
+  Header h;
+  std::memcpy(&h, all.data(), sizeof(h));
+  if (std::memcmp(h.magic, kMagic, sizeof(kMagic)) != 0) return "bad magic";
+  if (h.key_hi != key.hi || h.key_lo != key.lo) return "key mismatch";
+  if (h.size != all.size() - sizeof(Header)) return "truncated";
+  if (fnv1a(all.data() + sizeof(Header), h.size, 0xcbf29ce484222325ULL) != h.hash) return "checksum mismatch";
+  return "";
 }
 
 }  // namespace
@@ -83,78 +62,47 @@ CacheKey make_cache_key(const std::vector<std::string>& parts) {
   return k;
 }
 
-DiskCache::DiskCache(std::string dir) : dir_(dir.empty() ? default_dir() : std::move(dir)) {}
+DiskCache::DiskCache(std::string dir) : dir_(dir.empty() ? files::user_cache_dir() : std::move(dir)) {}
 
 std::string DiskCache::path_of(const CacheKey& key) const { return dir_ + "/" + key.hex() + ".cubin"; }
 
 CacheState DiskCache::load(const CacheKey& key, std::vector<char>* out, std::string* why) const {
-  std::string path = path_of(key);
-  int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return CacheState::kMiss;
-  auto reject = [&](const std::string& what) {
-    ::close(fd);
-    *why = path + ": " + what;
-    return CacheState::kRejected;
-  };
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return reject("not a regular file");
-  if (st.st_uid != geteuid()) return reject("owned by another user");
-  if ((st.st_mode & 022) != 0) return reject("writable by group or others");
-  if (st.st_size < static_cast<off_t>(sizeof(Header)) || st.st_size > (64 << 20)) return reject("bad size");
-  std::vector<char> all(static_cast<size_t>(st.st_size));
-  size_t got = 0;
-  while (got < all.size()) {
-    ssize_t n = ::read(fd, all.data() + got, all.size() - got);
-    if (n <= 0) return reject("short read");
-    got += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  Header h;
-  std::memcpy(&h, all.data(), sizeof(h));
-  if (std::memcmp(h.magic, kMagic, sizeof(kMagic)) != 0) {
-    *why = path + ": bad magic";
+  if (!enabled()) return CacheState::kMiss;
+  // The directory is checked on every load, as on every store: an entry is only as trustworthy as the directory
+  // that lists it (a link to, or a directory writable by, another user lets them choose what is loaded).
+  files::DirState dir = files::check_private_dir(dir_, why);
+  if (dir == files::DirState::kMissing) return CacheState::kMiss;
+  if (dir == files::DirState::kUnsafe) return CacheState::kRejected;
+  const std::string path = path_of(key);
+  files::ReadResult r = files::try_read_file(path, {kMaxEntryBytes, /*follow_link=*/false, /*private_owner=*/true});
+  if (r.status == files::ReadStatus::kMissing) return CacheState::kMiss;
+  std::string problem = r.status == files::ReadStatus::kRefused ? r.why : entry_problem(r.data, key);
+  if (!problem.empty()) {
+    *why = text::printable(path) + ": " + problem;
     return CacheState::kRejected;
   }
-  if (h.key_hi != key.hi || h.key_lo != key.lo) {
-    *why = path + ": key mismatch";
-    return CacheState::kRejected;
-  }
-  if (h.size != all.size() - sizeof(Header)) {
-    *why = path + ": truncated";
-    return CacheState::kRejected;
-  }
-  if (fnv1a(all.data() + sizeof(Header), h.size, 0xcbf29ce484222325ULL) != h.hash) {
-    *why = path + ": checksum mismatch";
-    return CacheState::kRejected;
-  }
-  out->assign(all.begin() + sizeof(Header), all.end());
+  out->assign(r.data.begin() + sizeof(Header), r.data.end());
   return CacheState::kHit;
 }
 
 bool DiskCache::store(const CacheKey& key, const std::vector<char>& payload, std::string* why) const {
-  if (!make_private_dir(dir_, why)) return false;
-  std::string tmpl = dir_ + "/.tmp-" + key.hex() + "-XXXXXX";
-  std::vector<char> name(tmpl.begin(), tmpl.end());
-  name.push_back('\0');
-  int fd = ::mkstemp(name.data());  // 0600, unique: concurrent writers never share a temporary file
-  if (fd < 0) {
-    *why = "mkstemp in " + dir_ + ": " + std::strerror(errno);
+  if (!enabled()) {
+    *why = "no cache directory";
     return false;
   }
+  if (!files::make_private_dir(dir_, why)) return false;
   Header h{};
   std::memcpy(h.magic, kMagic, sizeof(kMagic));
   h.key_hi = key.hi;
   h.key_lo = key.lo;
   h.size = payload.size();
   h.hash = fnv1a(payload.data(), payload.size(), 0xcbf29ce484222325ULL);
-  bool ok = ::write(fd, &h, sizeof(h)) == static_cast<ssize_t>(sizeof(h)) &&
-            ::write(fd, payload.data(), payload.size()) == static_cast<ssize_t>(payload.size()) && ::fsync(fd) == 0;
-  int saved = errno;
-  ::close(fd);
-  if (!ok || ::rename(name.data(), path_of(key).c_str()) != 0) {
-    if (ok) saved = errno;
-    ::unlink(name.data());
-    *why = "writing " + path_of(key) + ": " + std::strerror(saved);
+  std::string entry(reinterpret_cast<const char*>(&h), sizeof(h));
+  entry.append(payload.data(), payload.size());
+  try {
+    files::write_file_atomic(path_of(key), entry, 0600);
+  } catch (const std::exception& e) {
+    *why = e.what();
     return false;
   }
   return true;

@@ -3,8 +3,10 @@
 // Key: a 128-bit hash of (kernel module name, source, NVRTC options, NVRTC version, architecture). Entry file:
 // "<dir>/<key hex>.cubin" = header (magic, key, payload size, payload hash) + CUBIN. Written to a temporary file in the
 // same directory and renamed, so ranks compiling the same module at once never read a torn file. An entry that is
-// truncated, corrupt, or not owned by this user / writable by others is never loaded: it is recompiled and replaced
-// (loading a foreign binary is code execution on the GPU). The directory is created 0700.
+// truncated, corrupt, or not owned by this user / writable by others, or that lies in a directory that is not
+// private, is never loaded: it is recompiled and replaced (loading a foreign binary is code execution on the GPU).
+// The directory is created 0700; without a usable one (no CUSTOMAR_CACHE_DIR, no absolute HOME) there is no disk
+// cache, never a shared fallback such as /tmp.
 #pragma once
 
 #include <cstdint>
@@ -27,13 +29,19 @@ enum class CacheState { kHit, kMiss, kRejected };
 
 class DiskCache {
  public:
-  /// `dir` empty: CUSTOMAR_CACHE_DIR, else $HOME/.cache/customar. Creates it (0700) on first store.
+  /// `dir` empty: files::user_cache_dir() (CUSTOMAR_CACHE_DIR, else $HOME/.cache/customar, else none: then the cache
+  /// is disabled). Creates it (0700) on first store.
   explicit DiskCache(std::string dir = "");
   const std::string& dir() const { return dir_; }
-  /// Loads the entry for `key` into `out`. kRejected (with `why`) for a corrupt, truncated or foreign entry.
+  /// False when there is no cache directory: every load misses and every store fails, without a warning.
+  bool enabled() const { return !dir_.empty(); }
+  /// Loads the entry for `key` into `out`. kMiss when the directory or the entry does not exist; kRejected (with
+  /// `why`) for a directory that is not private (a link, not this user's, writable by others) and for an entry that
+  /// is corrupt, truncated, foreign, writable by others, not a regular file (a FIFO is never waited on) or above
+  /// 64 MiB.
   CacheState load(const CacheKey& key, std::vector<char>* out, std::string* why) const;
-  /// Stores atomically. Returns false (and `why`) if the directory cannot be made safe or written; the caller then
-  /// simply runs without a disk cache.
+  /// Stores atomically (files::write_file_atomic, mode 0600). Returns false (and `why`) if the directory cannot be
+  /// made safe or written; the caller then simply runs without a disk cache.
   bool store(const CacheKey& key, const std::vector<char>& payload, std::string* why) const;
   std::string path_of(const CacheKey& key) const;
 

@@ -1,11 +1,14 @@
 #include "jit/compiler.h"
 
+#include <sys/stat.h>
+
 #include <chrono>
-#include <fstream>
 #include <map>
 #include <mutex>
 
+#include "common/files.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "customar/env.h"
 #include "customar/error.h"
 #include "jit/nvrtc.h"
@@ -20,14 +23,27 @@ std::map<std::pair<uint64_t, uint64_t>, std::vector<char>>& memo() {
   return m;
 }
 
+// CUSTOMAR_JIT_DUMP is a diagnostic: a dump that cannot be written is a warning, never a failed compile. A
+// directory that does not exist is said once per process (every compile would say it again); each other failure
+// is said when it happens.
 void dump(const std::string& dir, const std::string& name, const std::string& source, const NvrtcOutput& out) {
-  auto write = [&](const std::string& file, const std::string& text) {
-    std::ofstream f(dir + "/" + file, std::ios::binary);
-    f << text;
-  };
-  write(name + ".cu", source);
-  write(name + ".ptx", out.ptx);
-  write(name + ".log", out.log);
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    static std::once_flag warned;
+    std::call_once(warned, [&] {
+      CUSTOMAR_WARN("JIT", "CUSTOMAR_JIT_DUMP=%s is not an existing directory: no kernel is dumped",
+                    text::printable(dir).c_str());
+    });
+    return;
+  }
+  for (const auto& [ext, contents] :
+       {std::pair<const char*, const std::string&>{".cu", source}, {".ptx", out.ptx}, {".log", out.log}}) {
+    try {
+      files::write_file_atomic(dir + "/" + name + ext, contents, 0644);
+    } catch (const Error& e) {
+      CUSTOMAR_WARN("JIT", "CUSTOMAR_JIT_DUMP: %s", e.what());
+    }
+  }
 }
 
 }  // namespace
@@ -66,7 +82,7 @@ JitResult jit_compile(const std::string& name, const std::string& source, int sm
   }
   DiskCache disk(cache_dir);
   std::string why;
-  CacheState state = disk.load(key, &r.cubin, &why);
+  CacheState state = disk.enabled() ? disk.load(key, &r.cubin, &why) : CacheState::kMiss;
   if (state == CacheState::kHit) {
     r.source = JitResult::Source::kDisk;
   } else {
@@ -79,7 +95,7 @@ JitResult jit_compile(const std::string& name, const std::string& source, int sm
     if (!dump_dir.empty()) dump(dump_dir, name, source, out);
     r.cubin = std::move(out.cubin);
     r.source = JitResult::Source::kCompiled;
-    if (!disk.store(key, r.cubin, &why)) {
+    if (disk.enabled() && !disk.store(key, r.cubin, &why)) {
       r.note += (r.note.empty() ? "" : "; ") + std::string("not cached on disk: ") + why;
       CUSTOMAR_WARN("JIT", "kernel cache disabled for this compile: %s", why.c_str());
     }
