@@ -9,10 +9,12 @@
 // (CUSTOMAR_BUILD_TESTS, ...) are cache variables. The lab (lab/) reads no variable of the library's.
 #include "customar/env.h"
 
-#include <cerrno>
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 
+#include "common/text.h"
 #include "customar/error.h"
 
 namespace customar {
@@ -37,8 +39,13 @@ const std::vector<EnvVar>& env_vars() {
        "a kernel waiting for a peer gives up after this many milliseconds and the call throws TimeoutError naming the "
        "peer"},
       {"CUSTOMAR_INIT_TIMEOUT_MS", "120000", "set-up exchanges between ranks give up after this many milliseconds"},
-      {"CUSTOMAR_CACHE_DIR", "~/.cache/customar", "directory of the run-time compiled kernel cache (created 0700)"},
-      {"CUSTOMAR_JIT_DUMP", "", "directory to write each run-time compiled kernel's source, PTX and compile log into"},
+      {"CUSTOMAR_CACHE_DIR", "",
+       "absolute path of the directory of the run-time compiled kernel cache and the tuned config (created 0700; "
+       "used only while it is this user's and writable by no one else); unset: $HOME/.cache/customar, or no cache "
+       "when HOME is unset or not absolute"},
+      {"CUSTOMAR_JIT_DUMP", "",
+       "existing directory to write each run-time compiled kernel's source, PTX and compile log into (a warning, "
+       "once, when it cannot be written)"},
       {"CUSTOMAR_NCCL_LIBRARY", "",
        "path of the NCCL library (libnccl.so.2) to load when none is loaded in the process already; unset: from "
        "Python the nvidia-nccl-cu13 wheel's, else the system's libnccl.so.2 (customar-info shows the one taken)"},
@@ -50,25 +57,68 @@ const std::vector<EnvVar>& env_vars() {
 
 namespace {
 
+// Every message quotes the value escaped: it may hold anything, terminal escape sequences included.
+std::string setting(const char* name, const std::string& value) {
+  return std::string(name) + "=" + text::printable(value);
+}
+
 bool parse_bool(const char* name, const char* value) {
   std::string v(value);
   if (v == "1" || v == "true" || v == "TRUE" || v == "yes") return true;
   if (v == "0" || v == "false" || v == "FALSE" || v == "no" || v.empty()) return false;
-  throw ConfigError(std::string(name) + "=" + v + ": expected 0 or 1");
+  throw ConfigError(setting(name, v) + ": expected 0 or 1");
 }
 
-// A base-10 whole number with nothing after it, or false (also on overflow).
+// Plain decimal digits and nothing else: no sign, no spaces, no leading zero but in "0" itself (" 5", "+5" and "007"
+// are typos or another program's notation, not numbers customar should guess at), at most 18 digits (no overflow).
 bool parse_whole(const char* value, long long* out) {
-  char* end = nullptr;
-  errno = 0;
-  *out = std::strtoll(value, &end, 10);
-  return errno == 0 && end != value && *end == '\0';
+  size_t n = std::strlen(value);
+  if (n == 0 || n > 18 || (value[0] == '0' && n > 1)) return false;
+  long long v = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (value[i] < '0' || value[i] > '9') return false;
+    v = v * 10 + (value[i] - '0');
+  }
+  *out = v;
+  return true;
 }
 
 int64_t parse_ms(const char* name, const char* value) {
   long long v = 0;
   if (!parse_whole(value, &v) || v <= 0 || v > 24LL * 3600 * 1000)
-    throw ConfigError(std::string(name) + "=" + value + ": expected a whole number of milliseconds from 1 to 86400000");
+    throw ConfigError(setting(name, value) +
+                      ": expected a whole number of milliseconds from 1 to 86400000, in decimal digits only");
+  return v;
+}
+
+// The subsystems log lines are tagged with; a name outside this list would silently hide every line.
+constexpr const char* kSubsystems[] = {"INIT", "TOPO", "CONFIG", "JIT", "COLL", "GRAPH", "MEM", "ALL"};
+
+std::string parse_subsys(const char* raw) {
+  std::string v(raw);
+  for (size_t pos = 0; !v.empty() && pos <= v.size();) {
+    size_t end = std::min(v.find(',', pos), v.size());
+    std::string word = v.substr(pos, end - pos);
+    bool known = false;
+    for (const char* s : kSubsystems) known = known || word == s;
+    if (!known)
+      throw ConfigError(setting("CUSTOMAR_DEBUG_SUBSYS", v) + ": unknown subsystem " + text::quoted(word) +
+                        "; expected a comma-separated list of INIT, TOPO, CONFIG, JIT, COLL, GRAPH, MEM or ALL");
+    pos = end + 1;
+  }
+  return v;
+}
+
+// A path as given. "~" is refused: the shell expands it only at the start of an unquoted word, so a "~" that reaches
+// customar was not expanded, and taking it literally makes a directory named "~" in the working directory.
+// Relative paths are allowed where the file belongs to one run (it is resolved like a command-line argument), not
+// where it is state shared by every process of the user (`absolute_only`): those would change with the directory a
+// process happens to start in.
+std::string parse_path(const char* name, const char* raw, bool absolute_only) {
+  std::string v(raw);
+  if (!v.empty() && v[0] == '~')
+    throw ConfigError(setting(name, v) + ": \"~\" is not expanded here; give an absolute path (e.g. $HOME/...)");
+  if (absolute_only && !v.empty() && v[0] != '/') throw ConfigError(setting(name, v) + ": expected an absolute path");
   return v;
 }
 
@@ -92,15 +142,15 @@ Env parse_env(const std::function<const char*(const char*)>& getenv_fn) {
       else if (v == "TRACE")
         e.debug = LogLevel::kTrace;
       else
-        throw ConfigError("CUSTOMAR_DEBUG=" + v + ": expected NONE, WARN, INFO or TRACE");
+        throw ConfigError(setting("CUSTOMAR_DEBUG", v) + ": expected NONE, WARN, INFO or TRACE");
     } else if (name == "CUSTOMAR_DEBUG_SUBSYS") {
-      e.debug_subsys = raw;
+      e.debug_subsys = parse_subsys(raw);
     } else if (name == "CUSTOMAR_TOPO_FILE") {
-      e.topo_file = raw;
+      e.topo_file = parse_path(var.name, raw, false);
     } else if (name == "CUSTOMAR_TOPO_DUMP_FILE") {
-      e.topo_dump_file = raw;
+      e.topo_dump_file = parse_path(var.name, raw, false);
     } else if (name == "CUSTOMAR_CONFIG_FILE") {
-      e.config_file = raw;
+      e.config_file = parse_path(var.name, raw, false);
     } else if (name == "CUSTOMAR_DISABLE") {
       e.disable = parse_bool(var.name, raw);
     } else if (name == "CUSTOMAR_DISABLE_V2") {
@@ -108,16 +158,16 @@ Env parse_env(const std::function<const char*(const char*)>& getenv_fn) {
     } else if (name == "CUSTOMAR_ALGO") {
       std::string v(raw);
       if (!v.empty() && v != "oneshot_push" && v != "oneshot_pull" && v != "twoshot" && v != "nccl")
-        throw ConfigError("CUSTOMAR_ALGO=" + v + ": expected oneshot_push, oneshot_pull, twoshot or nccl");
+        throw ConfigError(setting("CUSTOMAR_ALGO", v) + ": expected oneshot_push, oneshot_pull, twoshot or nccl");
       e.algo = v;
     } else if (name == "CUSTOMAR_TIMEOUT_MS") {
       e.timeout_ms = parse_ms(var.name, raw);
     } else if (name == "CUSTOMAR_INIT_TIMEOUT_MS") {
       e.init_timeout_ms = parse_ms(var.name, raw);
     } else if (name == "CUSTOMAR_CACHE_DIR") {
-      e.cache_dir = raw;
+      e.cache_dir = parse_path(var.name, raw, true);
     } else if (name == "CUSTOMAR_JIT_DUMP") {
-      e.jit_dump = raw;
+      e.jit_dump = parse_path(var.name, raw, false);
     } else if (name == "CUSTOMAR_NCCL_LIBRARY") {
       e.nccl_library = raw;
     } else if (name == "CUSTOMAR_CHECK") {

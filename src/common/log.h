@@ -1,4 +1,6 @@
-// Logging through CUSTOMAR_DEBUG=WARN|INFO|TRACE and CUSTOMAR_DEBUG_SUBSYS=INIT,TOPO,JIT,COLL,GRAPH,MEM.
+// Logging through CUSTOMAR_DEBUG=WARN|INFO|TRACE and CUSTOMAR_DEBUG_SUBSYS=INIT,TOPO,CONFIG,JIT,COLL,GRAPH,MEM (the
+// names env.cpp accepts; a line is tagged with one of them). Text from outside in a line goes through
+// text::printable.
 // Each line: "customar <host>:<pid> [rank] <SUBSYS> <LEVEL> message" on stderr.
 #pragma once
 
