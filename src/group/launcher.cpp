@@ -4,6 +4,7 @@
 #include <cuda_runtime_api.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <thread>
@@ -148,6 +150,18 @@ class SingleGroup final : public Group {
   void barrier() override {}
 };
 
+// In a forked child: the kernel kills it when the parent ends, so no rank outlives a parent killed with SIGKILL
+// (which runs no handler that could kill them). The parent may already have ended between fork() and prctl(); then
+// getppid() is no longer its pid and the child leaves at once.
+void die_with_parent(pid_t parent, int rank) {
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
+    std::fprintf(stderr, "customar launcher: rank %d: prctl(PR_SET_PDEATHSIG) failed: %s\n", rank,
+                 std::strerror(errno));
+    _exit(1);
+  }
+  if (getppid() != parent) _exit(128 + SIGKILL);
+}
+
 int decode_status(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
@@ -170,6 +184,9 @@ int visible_gpu_count() {
 std::vector<RankExit> launch(int nprocs, const std::function<int(Group&)>& fn, const LaunchOptions& options) {
   if (nprocs < 1 || nprocs > kMaxRanks)
     throw InvalidArgument("launch: nprocs=" + std::to_string(nprocs) + "; allowed: 1.." + std::to_string(kMaxRanks));
+  if (!(options.deadline_s > 0))  // NaN too
+    throw InvalidArgument("launch: deadline_s=" + std::to_string(options.deadline_s) +
+                          "; allowed: a number of seconds > 0, or kNoDeadline to wait as long as the ranks run");
   size_t bytes = shared_bytes(nprocs);
   void* mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   CUSTOMAR_SYS_CHECK(mem != MAP_FAILED, "mmap(MAP_SHARED | MAP_ANONYMOUS)");
@@ -182,6 +199,7 @@ std::vector<RankExit> launch(int nprocs, const std::function<int(Group&)>& fn, c
 
   std::fflush(stdout);
   std::fflush(stderr);
+  const pid_t parent = getpid();
   std::vector<pid_t> pids(nprocs, -1);
   for (int r = 0; r < nprocs; ++r) {
     pid_t pid = fork();
@@ -194,6 +212,7 @@ std::vector<RankExit> launch(int nprocs, const std::function<int(Group&)>& fn, c
       CUSTOMAR_SYS_CHECK(false, "fork");
     }
     if (pid == 0) {
+      die_with_parent(parent, r);
       log::set_rank(r);
       int code = 1;
       try {
@@ -217,9 +236,10 @@ std::vector<RankExit> launch(int nprocs, const std::function<int(Group&)>& fn, c
   int remaining = nprocs;
   auto start = std::chrono::steady_clock::now();
   bool killed = false;
+  const bool bounded = std::isfinite(options.deadline_s);
   while (remaining > 0) {
     int status = 0;
-    pid_t pid = waitpid(-1, &status, options.deadline_s > 0 ? WNOHANG : 0);
+    pid_t pid = waitpid(-1, &status, bounded ? WNOHANG : 0);
     if (pid == 0) {
       double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (elapsed > options.deadline_s && !killed) {
