@@ -1,4 +1,5 @@
-// Byte packing for the small set-up messages ranks exchange through a Group.
+// Byte packing for the small set-up messages ranks exchange through a Group. A reader of a message checks every
+// field it decodes (get() and get_string() never read past the end) and then that nothing is left (expect_end()).
 #pragma once
 
 #include <cstdint>
@@ -49,6 +50,13 @@ class Reader {
     std::string s(reinterpret_cast<const char*>(b_.data() + pos_), n);
     pos_ += n;
     return s;
+  }
+  /// Throws unless every byte has been read: a message longer than its fields is not the message it claims to be
+  /// (a peer of another build, or a corrupted exchange), and accepting it would hide that.
+  void expect_end() const {
+    if (pos_ != b_.size())
+      throw Error("a peer sent a set-up message with " + std::to_string(b_.size() - pos_) +
+                  " unexpected trailing bytes (ranks running different builds?)");
   }
 
  private:

@@ -4,6 +4,7 @@
 
 #include "common/log.h"
 #include "common/serialize.h"
+#include "common/text.h"
 #include "customar/env.h"
 #include "customar/group.h"
 #include "dispatch/setup.h"
@@ -51,22 +52,50 @@ std::string thresholds_text(const Thresholds& t) {
          " custom<=" + std::to_string(t.custom_max) + " v1-oneshot<=" + std::to_string(t.v1_oneshot_max);
 }
 
+// A peer's vote that is cut short, longer than its fields, or holds a value no build of customar writes is rejected
+// whole, naming the rank and the field, rather than read as something it does not say.
+[[noreturn]] void bad_vote(size_t rank, const std::string& what) {
+  throw ConfigError("rank " + std::to_string(rank) + " sent a malformed set-up vote: " + what);
+}
+
+detail::LocalChoice read_vote(detail::Reader& rd, size_t rank) {
+  detail::LocalChoice c;
+  c.error = rd.get_string();
+  auto backend = rd.get<int32_t>();
+  if (backend < static_cast<int32_t>(Backend::kNone) || backend > static_cast<int32_t>(Backend::kV2))
+    bad_vote(rank, "backend value " + std::to_string(backend) + " is not one of 0 (none), 1 (nccl), 2 (v1), 3 (v2)");
+  c.decision.backend = static_cast<Backend>(backend);
+  c.decision.reason = rd.get_string();
+  c.thresholds.oneshot_push_max = rd.get<uint64_t>();
+  c.thresholds.oneshot_pull_max = rd.get<uint64_t>();
+  c.thresholds.custom_max = rd.get<uint64_t>();
+  c.thresholds.v1_oneshot_max = rd.get<uint64_t>();
+  auto algo = rd.get<int32_t>();
+  if (algo < -1 || algo > static_cast<int32_t>(Algo::kTwoshot))
+    bad_vote(rank, "forced algorithm value " + std::to_string(algo) + " is not one of -1 (unset), 0 to 3");
+  if (algo >= 0) c.force_algo = static_cast<Algo>(algo);
+  auto check = rd.get<uint8_t>();
+  if (check > 1) bad_vote(rank, "check flag " + std::to_string(check) + " is neither 0 nor 1");
+  c.check = check != 0;
+  return c;
+}
+
+detail::LocalChoice decode_vote(const Bytes& bytes, size_t rank) {
+  detail::Reader rd(bytes);
+  try {
+    detail::LocalChoice c = read_vote(rd, rank);
+    rd.expect_end();
+    return c;
+  } catch (const ConfigError&) {
+    throw;
+  } catch (const Error& e) {  // the Reader's: truncated, or trailing bytes
+    bad_vote(rank, e.what());
+  }
+}
+
 detail::AgreedChoice decode_votes(const std::vector<Bytes>& votes, int my_rank) {
   std::vector<detail::LocalChoice> all(votes.size());
-  for (size_t r = 0; r < votes.size(); ++r) {
-    detail::Reader rd(votes[r]);
-    detail::LocalChoice& c = all[r];
-    c.error = rd.get_string();
-    c.decision.backend = static_cast<Backend>(rd.get<int32_t>());
-    c.decision.reason = rd.get_string();
-    c.thresholds.oneshot_push_max = rd.get<uint64_t>();
-    c.thresholds.oneshot_pull_max = rd.get<uint64_t>();
-    c.thresholds.custom_max = rd.get<uint64_t>();
-    c.thresholds.v1_oneshot_max = rd.get<uint64_t>();
-    auto algo = rd.get<int32_t>();
-    if (algo >= 0) c.force_algo = static_cast<Algo>(algo);
-    c.check = rd.get<uint8_t>() != 0;
-  }
+  for (size_t r = 0; r < votes.size(); ++r) all[r] = decode_vote(votes[r], r);
   for (size_t r = 0; r < all.size(); ++r) {
     if (!all[r].error.empty())
       throw ConfigError("rank " + std::to_string(r) + " could not choose a backend: " + all[r].error);
@@ -173,12 +202,14 @@ AgreedChoice agree_setup(Group& group, int device, std::optional<Backend> max_ba
   Topology topo = detect_group_topology_from(group, device, e.topo_file);
   LocalChoice mine = local_choice(topo, max_backend);
   if (!local_error.empty()) mine.error = local_error;
+  // The dump is a diagnostic: one that cannot be written is a warning (write_file_atomic leaves no temporary file),
+  // never a reason to change or fail the backend choice.
   if (mine.error.empty() && !e.topo_dump_file.empty() && group.rank() == 0) {
     try {
       save_topology_file(topo, e.topo_dump_file);
-      CUSTOMAR_INFO("TOPO", "topology written to %s", e.topo_dump_file.c_str());
-    } catch (const std::exception& err) {
-      mine.error = err.what();
+      CUSTOMAR_INFO("TOPO", "topology written to %s", text::printable(e.topo_dump_file).c_str());
+    } catch (const Error& err) {
+      CUSTOMAR_WARN("TOPO", "CUSTOMAR_TOPO_DUMP_FILE not written: %s", err.what());
     }
   }
   AgreedChoice out = agree_choice(group, mine);
