@@ -3,9 +3,11 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include "common/json.h"
+#include "common/text.h"
 #include "customar/config.h"
 #include "customar/dispatch.h"
 #include "customar/env.h"
@@ -44,18 +46,25 @@ void print_matrix(const char* title, const std::vector<std::vector<bool>>& m) {
   }
 }
 
+// Text from files, the driver and the environment, made safe for a terminal (text::printable).
+std::string shown(const std::string& s) { return text::printable(s); }
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string topo_path, dump_path;
+  std::optional<std::string> topo_path, dump_path;
   bool as_json = false, list_env = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--topo" && i + 1 < argc)
-      topo_path = argv[++i];
-    else if (a == "--dump" && i + 1 < argc)
-      dump_path = argv[++i];
-    else if (a == "--json")
+    if (a == "--topo" || a == "--dump") {
+      // An empty or missing name is an error, not "no option": `--topo "$FILE"` with FILE unset must not quietly
+      // show another machine.
+      if (i + 1 >= argc || argv[i + 1][0] == '\0') {
+        std::fprintf(stderr, "customar-info: %s needs a file name\n", a.c_str());
+        return 2;
+      }
+      (a == "--topo" ? topo_path : dump_path) = argv[++i];
+    } else if (a == "--json")
       as_json = true;
     else if (a == "--env")
       list_env = true;
@@ -63,7 +72,7 @@ int main(int argc, char** argv) {
       usage();
       return 0;
     } else {
-      std::fprintf(stderr, "customar-info: unknown argument '%s'\n", a.c_str());
+      std::fprintf(stderr, "customar-info: unknown argument '%s'\n", shown(a).c_str());
       usage();
       return 2;
     }
@@ -77,9 +86,9 @@ int main(int argc, char** argv) {
     const Env& e = env();
     Topology topo;
     std::string origin;
-    if (!topo_path.empty()) {
-      topo = load_topology_file(topo_path);
-      origin = "from " + topo_path;
+    if (topo_path.has_value()) {
+      topo = load_topology_file(*topo_path);
+      origin = "from " + *topo_path;
     } else if (!e.topo_file.empty()) {
       topo = load_topology_file(e.topo_file);
       origin = "from CUSTOMAR_TOPO_FILE=" + e.topo_file;
@@ -92,7 +101,7 @@ int main(int argc, char** argv) {
       }
     }
     if (!topo.nvrtc.has_value()) topo.nvrtc = nvrtc_available();
-    if (!dump_path.empty()) save_topology_file(topo, dump_path);
+    if (dump_path.has_value()) save_topology_file(topo, *dump_path);
     const Config& config = global_config();
     DispatchOptions options = DispatchOptions::from_env();
 
@@ -103,30 +112,30 @@ int main(int argc, char** argv) {
       return 0;
     }
 
-    std::printf("customar topology (%s)\n", origin.c_str());
+    std::printf("customar topology (%s)\n", shown(origin).c_str());
     std::printf("  %-4s %-14s %-28s %-4s %-5s %s\n", "rank", "pci_bus_id", "name", "sm", "SMs", "host");
     for (int i = 0; i < topo.world_size(); ++i) {
       const GpuInfo& g = topo.gpus[i];
-      std::printf("  %-4d %-14s %-28s %-4d %-5d %s\n", i, g.pci_bus_id.c_str(), g.name.c_str(), g.sm, g.sm_count,
-                  g.host.c_str());
+      std::printf("  %-4d %-14s %-28s %-4d %-5d %s\n", i, shown(g.pci_bus_id).c_str(), shown(g.name).c_str(), g.sm,
+                  g.sm_count, shown(g.host).c_str());
     }
     print_matrix("NVLink (NVML P2P status, NVLink capability)", topo.nvlink);
     print_matrix("Peer access", topo.p2p);
     std::printf("NVRTC: %s   NVML here: %s   config: %s\n", topo.nvrtc.value_or(false) ? "available" : "unavailable",
-                nvml_available() ? "available" : "unavailable", config.source.c_str());
+                nvml_available() ? "available" : "unavailable", shown(config.source).c_str());
     const detail::NcclLibrary nccl = detail::nccl_library();  // the NCCL a communicator here would drive, and why
     if (nccl.usable)
-      std::printf("NCCL: %s at %s (%s)\n", detail::nccl_version_text(nccl.api.version).c_str(), nccl.api.path.c_str(),
-                  detail::nccl_rule_text(nccl.rule));
+      std::printf("NCCL: %s at %s (%s)\n", detail::nccl_version_text(nccl.api.version).c_str(),
+                  shown(nccl.api.path).c_str(), detail::nccl_rule_text(nccl.rule));
     else
       std::printf(
           "NCCL: none usable (%s or newer is needed: where NCCL is the backend, creating a communicator fails; "
           "V1 / V2 serve without it, and calls they cannot take throw NcclError)\n",
           detail::nccl_version_text(detail::kMinNcclVersion).c_str());
-    for (const std::string& note : nccl.notes) std::printf("  %s\n", note.c_str());
+    for (const std::string& note : nccl.notes) std::printf("  %s\n", shown(note).c_str());
     if (!e.non_default.empty()) {
       std::printf("environment:");
-      for (const auto& v : e.non_default) std::printf(" %s", v.c_str());
+      for (const auto& v : e.non_default) std::printf(" %s", shown(v).c_str());
       std::printf("\n");
     }
     std::printf("\nDecisions (world size = first N ranks)\n");
@@ -140,10 +149,10 @@ int main(int argc, char** argv) {
         std::printf("  %-3d %-7s %-10s %-10s %-10s %-10s %s\n", n, std::string(backend_name(d.backend)).c_str(),
                     d.backend == Backend::kV2 ? size_text(t->oneshot_push_max).c_str() : "-",
                     d.backend == Backend::kV2 ? size_text(t->oneshot_pull_max).c_str() : "-",
-                    size_text(t->custom_max).c_str(), size_text(t->v1_oneshot_max).c_str(), d.reason.c_str());
+                    size_text(t->custom_max).c_str(), size_text(t->v1_oneshot_max).c_str(), shown(d.reason).c_str());
       } else {
         std::printf("  %-3d %-7s %-10s %-10s %-10s %-10s %s\n", n, std::string(backend_name(d.backend)).c_str(), "-",
-                    "-", "-", "-", d.reason.c_str());
+                    "-", "-", "-", shown(d.reason).c_str());
       }
     }
     return 0;
