@@ -6,7 +6,8 @@
 //                  "sm": 90, "sm_count": 132}, ... ],     one entry per rank, in rank order
 //     "nvlink": [[false, true], [true, false]],          NVLink between rank i and rank j
 //     "p2p":    [[false, true], [true, false]],          peer access works between i and j
-//     "nvrtc":  true                                      optional; default: detected on this machine
+//     "nvrtc":  true,                                     optional; default: detected on this machine
+//     "virtual": true                                     optional; the ranks are threads on one GPU (virtual.h)
 //   }
 // "uuid" is accepted and written as an optional field of a GPU entry. Every other key is an error.
 #pragma once
@@ -38,6 +39,9 @@ struct Topology {
   std::vector<std::vector<bool>> nvlink;
   std::vector<std::vector<bool>> p2p;
   std::optional<bool> nvrtc;  ///< NVRTC loadable on every rank; unset means "detect on this machine".
+  /// The ranks are threads of one process on one GPU (include/customar/virtual.h): the links describe the machine
+  /// they stand in for, and sm_count each rank's share of the one GPU.
+  bool virtual_ranks = false;
 
   int world_size() const { return static_cast<int>(gpus.size()); }
   bool single_host() const;  ///< every GPU reports the same host.

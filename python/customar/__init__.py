@@ -395,7 +395,8 @@ class Communicator:
 
 
 def dispatch_custom_allreduce(group: Any, device: Any) -> tuple[str, str]:
-    """The reference system's dispatch (collective): (backend, reason), the same on every rank."""
+    """The dispatch of SGLang's custom all-reduce V2, under its name (collective): (backend, reason), the same on every
+    rank."""
     g = _as_group(group)
     return _collective(g, device, lambda index: _ext.dispatch_custom_allreduce(g, index))
 

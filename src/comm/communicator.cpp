@@ -19,6 +19,8 @@
 #include "group/agree.h"
 #include "kernels/kernels.h"
 #include "nccl/nccl_comm.h"
+#include "virtual/reference.h"
+#include "virtual/virtual_group.h"
 
 namespace customar {
 
@@ -57,7 +59,8 @@ struct Communicator::Impl {
   PlanFacts facts;
   detail::LaunchLimits limits;
   bool check_mode = false;
-  std::unique_ptr<detail::NcclComm> nccl;
+  std::unique_ptr<detail::Fallback> fallback;           // NCCL, or the reference all-reduce of a virtual world
+  const detail::VirtualGroup* virtual_group = nullptr;  // set when the ranks are threads on one GPU
   std::unique_ptr<detail::CustomBackend> custom;
   std::unique_ptr<detail::Kernels> kernels;  // set for V1 and V2
   // Ordering of successive calls issued on different streams.
@@ -67,7 +70,8 @@ struct Communicator::Impl {
   // Set once a kernel reported a timed-out wait: the communicator never runs again.
   int failed_rank = -1;
 
-  Impl(Group& g, int dev, const CommOptions& options) : group(g), device(dev), rank(g.rank()), world(g.size()) {
+  Impl(Group& g, int dev, const CommOptions& options)
+      : group(g), device(dev), rank(g.rank()), world(g.size()), virtual_group(detail::as_virtual(g)) {
     // A bad device on one rank must not leave the others waiting in the first exchange: for a group it travels in
     // the set-up vote and every rank throws.
     const std::string bad_device = device_error(dev);
@@ -75,13 +79,16 @@ struct Communicator::Impl {
     // Current device first, so that detection's CUDA calls create no context on another GPU.
     std::optional<DeviceGuard> guard;
     if (bad_device.empty()) guard.emplace(dev);
-    log::set_rank(rank);
+    if (virtual_group != nullptr)
+      log::set_thread_rank(rank);
+    else
+      log::set_rank(rank);
     log_environment();
     facts.world = world;
     Topology topo;
     choose_backend(options, bad_device, &topo);
     if (backend() == Backend::kV2) build_v2_kernels(topo.gpus[0].sm);
-    if (backend() == Backend::kV1) kernels = detail::make_v1_kernels();
+    if (backend() == Backend::kV1) kernels = detail::make_v1_kernels(world);
     if (kernels) build_buffers(topo, options);
     CUSTOMAR_CUDA_CHECK(cudaEventCreateWithFlags(&order_event, cudaEventDisableTiming));
     CUSTOMAR_INFO("INIT", "communicator rank %d/%d on device %d: backend %s (%s)", rank, world, dev,
@@ -94,18 +101,25 @@ struct Communicator::Impl {
     // unmapping. Skipped once a peer is known to be gone or to have given up (it skips the barrier too), which a
     // rank that was only late learns from the poison word a timed-out peer wrote into its region.
     (void)cudaDeviceSynchronize();
-    const bool peer_left = custom && (failed_rank >= 0 || custom->error() != 0 || custom->peer_gave_up() != 0);
-    if (custom && !peer_left) {
+    const bool peer_left = failed_rank >= 0 || (fallback && fallback->error() != 0) ||
+                           (custom && (custom->error() != 0 || custom->peer_gave_up() != 0));
+    if ((custom || virtual_group != nullptr) && !peer_left) {
       try {
         group.barrier();
       } catch (const std::exception& err) {
         CUSTOMAR_WARN("INIT", "destroying communicator: barrier failed: %s", err.what());
       }
     }
+    if (peer_left && virtual_group != nullptr) {
+      // A late peer's kernel may still touch this rank's buffers, and in the one shared context a freed address
+      // would fail every rank: they go when the whole world has ended.
+      virtual_group->keep_until_end(std::shared_ptr<detail::CustomBackend>(std::move(custom)));
+      virtual_group->keep_until_end(std::shared_ptr<detail::Fallback>(std::move(fallback)));
+    }
     custom.reset();
     kernels.reset();
-    if (peer_left && nccl) nccl->abort_on_destroy();
-    nccl.reset();
+    if (peer_left && fallback) fallback->abort_on_destroy();
+    fallback.reset();
     if (order_event != nullptr) (void)cudaEventDestroy(order_event);
   }
 
@@ -133,8 +147,15 @@ struct Communicator::Impl {
     facts.force_algo = c.force_algo;
     reason = c.decision.reason;
     check_mode = c.check;
+    if (virtual_group != nullptr) {
+      // NCCL cannot run several ranks on one GPU: its calls go to the reference all-reduce.
+      reason = std::to_string(world) + " virtual ranks on one GPU (" + virtual_group->partition() + "), deciding as " +
+               reason;
+      fallback = detail::make_reference_all_reduce(group, device, uint64_t(env().timeout_ms) * 1000000ull);
+      return;
+    }
     // NCCL is found at run time; without it on every rank the custom kernels serve alone (nccl/nccl_comm.h).
-    nccl = detail::NcclComm::create(group, device, options.nccl_comm, backend() == Backend::kNccl);
+    fallback = detail::NcclComm::create(group, device, options.nccl_comm, backend() == Backend::kNccl);
   }
 
   // Compiled (or loaded from the cache) now, at creation: a compile failure degrades to V1 here, on every rank
@@ -170,7 +191,7 @@ struct Communicator::Impl {
       if (!e.topo_file.empty())
         throw ConfigError("CUSTOMAR_TOPO_FILE=" + e.topo_file +
                           " claims peer access that this machine does not give: " + err.what());
-      nccl->require(std::string("the custom backend failed to build (") + err.what() + ") and NCCL cannot serve");
+      fallback->require(std::string("the custom backend failed to build (") + err.what() + ") and NCCL cannot serve");
       CUSTOMAR_WARN("INIT", "custom backend unavailable, using NCCL: %s", err.what());
       kernels.reset();
       facts.backend = Backend::kNccl;
@@ -180,6 +201,12 @@ struct Communicator::Impl {
     facts.capacity = custom->capacity();
     facts.push_capacity = custom->push_capacity();
     limits = detail::launch_limits(*kernels, custom->handle().max_blocks, backend() == Backend::kV2);
+    if (virtual_group != nullptr) {
+      // Every rank's kernels share one GPU and must be resident at once: pushes keep to what __launch_bounds__
+      // guarantees per SM, and no kernel takes more than the rank's share.
+      for (auto& per_type : limits.push_sm_threads) per_type[0] = per_type[1] = detail::kSafePushThreadsPerSm;
+      limits.max_grid_threads = size_t(virtual_group->sm_share()) * detail::kSafePushThreadsPerSm;
+    }
   }
 
   size_t capacity() const { return custom ? custom->capacity() : 0; }
@@ -188,8 +215,7 @@ struct Communicator::Impl {
     if (failed_rank >= 0)
       throw StateError("Communicator is broken: an earlier call timed out waiting for rank " +
                        std::to_string(failed_rank) + "; destroy it and build a new one");
-    if (!custom) return;
-    const int err = custom->error();
+    const int err = custom && custom->error() != 0 ? custom->error() : fallback ? fallback->error() : 0;
     if (err == 0) return;
     failed_rank = (err & (detail::kErrorPeerGaveUp - 1)) - 1;
     const std::string what =
@@ -267,7 +293,7 @@ struct Communicator::Impl {
     if (p.kernel != detail::Kernel::kNone)
       kernels->launch(p, custom->handle(), in, out, dtype, stream);
     else
-      nccl->all_reduce(in, out, count, dtype, stream);
+      fallback->all_reduce(in, out, count, dtype, stream);
   }
 };
 

@@ -8,6 +8,7 @@
 #include "common/check.h"
 #include "common/log.h"
 #include "group/agree.h"
+#include "virtual/virtual_group.h"
 
 namespace customar::detail {
 
@@ -25,7 +26,11 @@ CustomBackend::CustomBackend(Group& group, int device, const Topology& topo, siz
     // open_ipc_peer_memory is collective: every rank reaches its one exchange (handle or allocation error), and a
     // failure to open a peer's handle, which is local, is agreed on by the step.
     run_step(group, "mapping peer memory",
-             [&] { memory_ = open_ipc_peer_memory(group, device, region_bytes(capacity, push_capacity, world)); });
+             [&] {
+               const size_t bytes = region_bytes(capacity, push_capacity, world);
+               memory_ = as_virtual(group) != nullptr ? open_local_peer_memory(group, device, bytes)
+                                                      : open_ipc_peer_memory(group, device, bytes);
+             });
 
     handle_.rank = rank;
     handle_.world = world;

@@ -10,6 +10,7 @@ namespace customar::log {
 
 namespace {
 std::atomic<int> g_rank{-1};
+thread_local int t_rank = -1;
 
 LogLevel level_or_warn() {
   try {
@@ -22,6 +23,7 @@ LogLevel level_or_warn() {
 }  // namespace
 
 void set_rank(int rank) { g_rank.store(rank, std::memory_order_relaxed); }
+void set_thread_rank(int rank) { t_rank = rank; }
 
 bool enabled(LogLevel level, const char* subsys) {
   if (static_cast<int>(level) > static_cast<int>(level_or_warn())) return false;
@@ -54,7 +56,7 @@ void write(LogLevel level, const char* subsys, const char* fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
-  int rank = g_rank.load(std::memory_order_relaxed);
+  const int rank = t_rank >= 0 ? t_rank : g_rank.load(std::memory_order_relaxed);
   char rank_text[16] = "-";
   if (rank >= 0) snprintf(rank_text, sizeof(rank_text), "%d", rank);
   // One fprintf per line so lines of concurrent ranks do not interleave mid-line.

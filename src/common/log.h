@@ -17,6 +17,8 @@ bool enabled(LogLevel level, const char* subsys);
 void write(LogLevel level, const char* subsys, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
 /// The rank printed in every later line of this process (-1 = none).
 void set_rank(int rank);
+/// The rank printed in every later line of the calling thread, over the process's (virtual ranks are threads).
+void set_thread_rank(int rank);
 
 }  // namespace customar::log
 

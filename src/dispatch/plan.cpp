@@ -1,5 +1,9 @@
 #include "dispatch/plan.h"
 
+#include <string>
+
+#include "customar/error.h"
+
 namespace customar {
 
 CallPlan plan_call(const PlanFacts& f, size_t count, DataType dtype) {
@@ -50,6 +54,11 @@ Plan plan_launch(const PlanFacts& facts, const LaunchLimits& limits, size_t coun
     p.grid = barrier_grid(twoshot, p.nvec, facts.world, limits.max_blocks);
     p.block = kThreads;
   }
+  if (limits.max_grid_threads != 0 && size_t(p.grid) * p.block > limits.max_grid_threads)
+    throw InvalidArgument(std::string("a grid of ") + std::to_string(p.grid) + " x " + std::to_string(p.block) +
+                          " threads (" + kernel_variant(p.kernel).name + ") cannot be resident beside the other " +
+                          "ranks' kernels: the limit is " + std::to_string(limits.max_grid_threads) +
+                          " threads per kernel");
   return p;
 }
 

@@ -24,6 +24,9 @@ struct LaunchLimits {
                                {kSafePushThreadsPerSm, kSafePushThreadsPerSm}};
   /// Launch with programmatic dependent launch (V2 on sm90+).
   bool pdl = false;
+  /// Threads one kernel may use so that every rank's kernels are resident at once (virtual ranks share one GPU); a
+  /// plan past it throws instead of launching a grid that could wait forever. 0: no limit (a GPU per rank).
+  size_t max_grid_threads = 0;
 };
 
 /// One call, planned.
@@ -36,7 +39,8 @@ struct Plan {
   bool pdl = false;
 };
 
-/// plan_call() and, for a custom algorithm, the kernel that runs it and its grid. Pure.
+/// plan_call() and, for a custom algorithm, the kernel that runs it and its grid. Pure. Throws InvalidArgument for a
+/// grid past limits.max_grid_threads.
 Plan plan_launch(const PlanFacts& facts, const LaunchLimits& limits, size_t count, DataType dtype);
 
 }  // namespace customar::detail

@@ -1,5 +1,6 @@
 #include "kernels/kernels.h"
 
+#include "common/check.h"
 #include "customar/error.h"
 #include "kernels/v1/launch.h"
 
@@ -9,6 +10,12 @@ namespace {
 
 class V1Kernels final : public Kernels {
  public:
+  explicit V1Kernels(int world) {
+    for (DataType d : {DataType::kFloat16, DataType::kBFloat16, DataType::kFloat32}) {
+      load_into_context(v1_oneshot_pull_kernel(world, d));
+      load_into_context(v1_twoshot_kernel(world, d));
+    }
+  }
   void launch(const Plan& plan, const DeviceHandle& h, const void* in, void* out, DataType dtype,
               cudaStream_t stream) const override {
     switch (plan.kernel) {
@@ -29,7 +36,12 @@ class V1Kernels final : public Kernels {
 
 }  // namespace
 
-std::unique_ptr<Kernels> make_v1_kernels() { return std::make_unique<V1Kernels>(); }
+std::unique_ptr<Kernels> make_v1_kernels(int world) { return std::make_unique<V1Kernels>(world); }
+
+void load_into_context(const void* kernel) {
+  cudaFuncAttributes attr{};
+  CUSTOMAR_CUDA_CHECK(cudaFuncGetAttributes(&attr, kernel));
+}
 
 LaunchLimits launch_limits(const Kernels& kernels, int max_blocks, bool pdl) {
   LaunchLimits l;

@@ -28,8 +28,9 @@ class Kernels {
   virtual std::string describe() const = 0;
 };
 
-/// The precompiled kernels (one-shot pull and two-shot, sm_80 and sm_90), launched without PDL.
-std::unique_ptr<Kernels> make_v1_kernels();
+/// The precompiled kernels (one-shot pull and two-shot, sm_80 and sm_90) of one world size, launched without PDL,
+/// loaded into the current context. Throws InvalidArgument for a world size outside 2..8.
+std::unique_ptr<Kernels> make_v1_kernels(int world);
 
 /// The V2 kernels of every record in kKernelVariants for one (world size, architecture), compiled by NVRTC (or
 /// loaded from the kernel cache) from the built-in device source. Throws Error on any failure.
@@ -38,6 +39,12 @@ std::unique_ptr<Kernels> make_v2_kernels(int world, int sm);
 /// The same from another device source (the built-in text is v2_device_source()). For the lab's A/B runs of kernel
 /// variants: the product never calls it.
 std::unique_ptr<Kernels> make_v2_kernels_from_source(int world, int sm, const std::string& device_source);
+
+/// Loads `kernel` (a __global__ function or a cudaKernel_t) into the current context now instead of at its first
+/// launch. Under lazy module loading (CUDA's default) a first launch can wait for the context's running kernels, and
+/// a kernel that spins until a peer kernel of the same context arrives then waits forever: virtual ranks share one
+/// context. Throws CudaError.
+void load_into_context(const void* kernel);
 
 /// The launch limits of `kernels` on a grid of `max_blocks` agreed blocks.
 LaunchLimits launch_limits(const Kernels& kernels, int max_blocks, bool pdl);

@@ -26,4 +26,8 @@ class PeerMemory {
 /// peer still reads the buffer being freed. Throws CudaError naming the failing call and peer.
 std::unique_ptr<PeerMemory> open_ipc_peer_memory(Group& group, int device, size_t bytes);
 
+/// The same for the ranks of a virtual world (threads of this process on one GPU): every rank's buffer is plain
+/// device memory of the one context, and the exchange carries the pointers themselves. Collective.
+std::unique_ptr<PeerMemory> open_local_peer_memory(Group& group, int device, size_t bytes);
+
 }  // namespace customar::detail

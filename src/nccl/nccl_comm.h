@@ -10,6 +10,7 @@
 
 #include "customar/group.h"
 #include "customar/types.h"
+#include "nccl/fallback.h"
 #include "nccl/nccl_api.h"
 #include "nccl/nccl_loader.h"
 
@@ -26,7 +27,7 @@ struct NcclAgreement {
 /// names the lowest rank without a usable NCCL.
 NcclAgreement agree_nccl(Group& group, const NcclLibrary& local);
 
-class NcclComm {
+class NcclComm final : public Fallback {
  public:
   /// The NCCL path of a communicator. Collective. First agrees (agree_nccl) whether `local` is usable on every rank.
   /// If it is: creates a communicator over `group` (rank 0 makes the unique id, the group carries it), or wraps
@@ -38,20 +39,20 @@ class NcclComm {
                                           const NcclLibrary& local);
   /// The same with this process's NCCL (nccl_library()).
   static std::unique_ptr<NcclComm> create(Group& group, int device, ncclComm_t external, bool required);
-  ~NcclComm();
+  ~NcclComm() override;
   NcclComm(const NcclComm&) = delete;
   NcclComm& operator=(const NcclComm&) = delete;
 
   /// False when no rank-wide usable NCCL was found; every NCCL call then throws NcclError.
   bool available() const { return comm_ != nullptr; }
   /// Returns when available(); else throws NcclError("<context>; <why NCCL is unusable>").
-  void require(const std::string& context) const;
+  void require(const std::string& context) const override;
   /// ncclAllReduce (sum). Throws NcclError when NCCL is unavailable, when the call fails, or for an fp8 type on a
   /// group whose oldest NCCL predates fp8 (2.24).
-  void all_reduce(const void* in, void* out, size_t count, DataType dtype, cudaStream_t stream);
+  void all_reduce(const void* in, void* out, size_t count, DataType dtype, cudaStream_t stream) override;
   /// Frees an owned communicator with ncclCommAbort instead of ncclCommDestroy: for a group that lost a rank,
   /// where a destroy could wait for it forever. Called at most once, from the owner's destructor.
-  void abort_on_destroy() { abort_ = true; }
+  void abort_on_destroy() override { abort_ = true; }
   ncclComm_t get() const { return comm_; }
 
  private:

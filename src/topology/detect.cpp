@@ -19,6 +19,7 @@
 #include "group/agree.h"
 #include "jit/nvrtc.h"
 #include "topology/nvml.h"
+#include "virtual/virtual_group.h"
 
 namespace customar {
 
@@ -140,7 +141,9 @@ Topology detect_local_machine() {
 
 namespace detail {
 
-Topology detect_group_topology_from(Group& group, int device, const std::string& topo_file) {
+namespace {
+
+Topology detect_or_load(Group& group, int device, const std::string& topo_file) {
   // Every rank makes the same two exchanges whatever happens locally: a rank that failed, or that reads a topology
   // file while its peers detect, reports it inside the exchange instead of skipping it, so no message is ever read
   // as the answer to another. Errors and disagreements then throw on every rank alike.
@@ -238,6 +241,31 @@ Topology detect_group_topology_from(Group& group, int device, const std::string&
     }
   }
   combine_links(t);
+  return t;
+}
+
+// A virtual world stands in for a machine of its size with NVLink between every pair (the one that exercises every
+// custom path); its ranks' GPU is the one device. No exchange: every rank is a thread of this process.
+Topology virtual_machine(Group& group, int device) {
+  std::vector<GpuInfo> gpus(group.size(), gpu_info(device, host_identity()));
+  Topology t = empty_links(std::move(gpus));
+  for (int i = 0; i < t.world_size(); ++i)
+    for (int j = 0; j < t.world_size(); ++j) t.nvlink[i][j] = t.p2p[i][j] = i != j;
+  t.nvrtc = nvrtc_available();
+  return t;
+}
+
+}  // namespace
+
+Topology detect_group_topology_from(Group& group, int device, const std::string& topo_file) {
+  const VirtualGroup* v = as_virtual(group);
+  Topology t = v != nullptr && topo_file.empty() ? virtual_machine(group, device)
+                                                 : detect_or_load(group, device, topo_file);
+  if (v != nullptr) {
+    // Each rank's share of the one GPU is what its kernels may use: the grids then let every rank be resident.
+    t.virtual_ranks = true;
+    for (GpuInfo& g : t.gpus) g.sm_count = std::min(g.sm_count, v->sm_share());
+  }
   return t;
 }
 

@@ -40,6 +40,7 @@ Topology Topology::prefix(int n) const {
     t.p2p[i].assign(p2p[i].begin(), p2p[i].begin() + n);
   }
   t.nvrtc = nvrtc;
+  t.virtual_ranks = virtual_ranks;
   return t;
 }
 
@@ -80,6 +81,7 @@ std::string topology_to_json(const Topology& topo) {
   }
   o << "\n  ],\n  \"nvlink\": " << matrix_json(topo.nvlink) << ",\n  \"p2p\": " << matrix_json(topo.p2p);
   if (topo.nvrtc.has_value()) o << ",\n  \"nvrtc\": " << (*topo.nvrtc ? "true" : "false");
+  if (topo.virtual_ranks) o << ",\n  \"virtual\": true";
   o << "\n}\n";
   return o.str();
 }
@@ -138,6 +140,7 @@ Topology topology_from_json(const std::string& text) {
   const json::Value* nvlink = nullptr;
   const json::Value* p2p = nullptr;
   const json::Value* nvrtc = nullptr;
+  const json::Value* virt = nullptr;
   for (const auto& [key, val] : root.object()) {
     if (key == "gpus")
       gpus = &val;
@@ -147,8 +150,10 @@ Topology topology_from_json(const std::string& text) {
       p2p = &val;
     else if (key == "nvrtc")
       nvrtc = &val;
+    else if (key == "virtual")
+      virt = &val;
     else
-      bad(key, "unknown field; allowed: gpus, nvlink, p2p, nvrtc");
+      bad(key, "unknown field; allowed: gpus, nvlink, p2p, nvrtc, virtual");
   }
   if (gpus == nullptr) bad("gpus", "missing");
   if (nvlink == nullptr) bad("nvlink", "missing");
@@ -207,6 +212,10 @@ Topology topology_from_json(const std::string& text) {
   if (nvrtc != nullptr) {
     if (!nvrtc->is_bool()) bad("nvrtc", std::string("expected true or false, got ") + nvrtc->type_name());
     topo.nvrtc = nvrtc->boolean();
+  }
+  if (virt != nullptr) {
+    if (!virt->is_bool()) bad("virtual", std::string("expected true or false, got ") + virt->type_name());
+    topo.virtual_ranks = virt->boolean();
   }
   return topo;
 }

@@ -1,4 +1,5 @@
-// Reliability on real GPUs, one process per GPU through the launcher. Modes:
+// Reliability on GPUs: a process per GPU (-n N) or N virtual ranks on one GPU (--virtual N; every mode but
+// dead-peer, which kills a process). Modes:
 //   dead-peer   one rank is SIGKILLed in the middle of a stream of all-reduces (--graph: of graph replays); every
 //               other rank must get a TimeoutError naming it within CUSTOMAR_TIMEOUT_MS, and then StateError.
 //   no-call     one rank never calls; the same is required of the others.
@@ -29,6 +30,7 @@
 #include "customar/communicator.h"
 #include "customar/env.h"
 #include "customar/launcher.h"
+#include "world.h"
 
 using namespace customar;
 using namespace customar::test;
@@ -38,7 +40,7 @@ namespace {
 
 struct Options {
   std::string mode;
-  int world = 2;
+  World world;
   bool graph = false;
   long calls = 1000000;
   double seconds = 240;
@@ -61,10 +63,11 @@ int finish(Group& g, int passed, int failed) {
 // Dead peer / no call. The victim is the last rank. Survivors return 0 only if they saw the right errors in time.
 int dead_peer(Group& g, const Options& o, bool kill) {
   const int rank = g.rank(), victim = g.size() - 1;
-  TEST_CUDA(cudaSetDevice(rank));
-  Communicator comm(g, rank);
-  cudaStream_t s;
-  TEST_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  const int device = rank_device(o.world, g);
+  TEST_CUDA(cudaSetDevice(device));
+  Communicator comm(g, device);
+  RankStream stream(o.world, g);
+  cudaStream_t s = stream.get();
   const size_t count = o.count;
   void* buf = nullptr;
   TEST_CUDA(cudaMalloc(&buf, count * 2));
@@ -121,10 +124,11 @@ int dead_peer(Group& g, const Options& o, bool kill) {
 // Late peer: the victim sleeps past the others' timeout before call `late_at`, then carries on calling.
 int late_peer(Group& g, const Options& o) {
   const int rank = g.rank(), victim = g.size() - 1;
-  TEST_CUDA(cudaSetDevice(rank));
-  Communicator comm(g, rank);
-  cudaStream_t s;
-  TEST_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  const int device = rank_device(o.world, g);
+  TEST_CUDA(cudaSetDevice(device));
+  Communicator comm(g, device);
+  RankStream stream(o.world, g);
+  cudaStream_t s = stream.get();
   const size_t count = o.count;
   void* buf = nullptr;
   TEST_CUDA(cudaMalloc(&buf, count * 2));
@@ -163,12 +167,13 @@ int late_peer(Group& g, const Options& o) {
   return 4;
 }
 
-int check_mode(Group& g) {
+int check_mode(Group& g, const Options& o) {
   const int rank = g.rank();
-  TEST_CUDA(cudaSetDevice(rank));
-  Communicator comm(g, rank);
-  cudaStream_t s;
-  TEST_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  const int device = rank_device(o.world, g);
+  TEST_CUDA(cudaSetDevice(device));
+  Communicator comm(g, device);
+  RankStream stream(o.world, g);
+  cudaStream_t s = stream.get();
   void* buf = nullptr;
   TEST_CUDA(cudaMalloc(&buf, 1 << 20));
   CheckResult* res = nullptr;
@@ -197,10 +202,11 @@ int check_mode(Group& g) {
 
 int stress(Group& g, const Options& o) {
   const int rank = g.rank(), world = g.size();
-  TEST_CUDA(cudaSetDevice(rank));
-  Communicator comm(g, rank);
-  cudaStream_t s;
-  TEST_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  const int device = rank_device(o.world, g);
+  TEST_CUDA(cudaSetDevice(device));
+  Communicator comm(g, device);
+  RankStream stream(o.world, g);
+  cudaStream_t s = stream.get();
   const size_t max_bytes = size_t(16) << 20;
   void *in = nullptr, *out = nullptr;
   TEST_CUDA(cudaMalloc(&in, max_bytes + 64));
@@ -290,9 +296,10 @@ long map_count() {
 
 int lifecycle(Group& g, const Options& o) {
   const int rank = g.rank();
-  TEST_CUDA(cudaSetDevice(rank));
-  cudaStream_t s;
-  TEST_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  const int device = rank_device(o.world, g);
+  TEST_CUDA(cudaSetDevice(device));
+  RankStream stream(o.world, g);
+  cudaStream_t s = stream.get();
   void* buf = nullptr;
   TEST_CUDA(cudaMalloc(&buf, 1 << 16));
   size_t free0 = 0, free1 = 0, total = 0;
@@ -301,7 +308,7 @@ int lifecycle(Group& g, const Options& o) {
   auto t0 = Clock::now();
   for (int it = 0; it <= o.iters; ++it) {
     {
-      Communicator comm(g, rank);
+      Communicator comm(g, device);
       fill(buf, 4096, DataType::kBFloat16, it, rank, Values::kSmallInt, s);
       comm.all_reduce(buf, buf, 4096, DataType::kBFloat16, s);
       TEST_CUDA(cudaStreamSynchronize(s));
@@ -342,63 +349,70 @@ int main(int argc, char** argv) {
   Options o;
   if (argc < 2) {
     std::fprintf(stderr,
-                 "usage: reliability_test dead-peer|no-call|late-peer|check-mode|stress|lifecycle [-n W] [--graph] "
+                 "usage: reliability_test dead-peer|no-call|late-peer|check-mode|stress|lifecycle [-n W | --virtual W] [--graph] "
                  "[--calls N] [--seconds S] [--iters N] [--count N]\n");
     return 2;
   }
   o.mode = argv[1];
-  for (int i = 2; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "-n" && i + 1 < argc)
-      o.world = std::atoi(argv[++i]);
-    else if (a == "--graph")
-      o.graph = true;
-    else if (a == "--calls" && i + 1 < argc)
-      o.calls = std::atol(argv[++i]);
-    else if (a == "--seconds" && i + 1 < argc)
-      o.seconds = std::atof(argv[++i]);
-    else if (a == "--iters" && i + 1 < argc)
-      o.iters = std::atoi(argv[++i]);
-    else if (a == "--count" && i + 1 < argc)
-      o.count = std::strtoul(argv[++i], nullptr, 10);
-    else {
-      std::fprintf(stderr, "reliability_test: unknown argument %s\n", a.c_str());
-      return 2;
+  try {
+    for (int i = 2; i < argc; ++i) {
+      const std::string a = argv[i];
+      if (parse_world_arg(argc, argv, i, o.world)) continue;
+      if (a == "--graph")
+        o.graph = true;
+      else if (a == "--calls" && i + 1 < argc)
+        o.calls = std::atol(argv[++i]);
+      else if (a == "--seconds" && i + 1 < argc)
+        o.seconds = std::atof(argv[++i]);
+      else if (a == "--iters" && i + 1 < argc)
+        o.iters = std::atoi(argv[++i]);
+      else if (a == "--count" && i + 1 < argc)
+        o.count = std::strtoul(argv[++i], nullptr, 10);
+      else
+        throw std::runtime_error("unknown argument " + a);
     }
-  }
-  if (o.count == 0 || o.count > (size_t(64) << 20)) {
-    std::fprintf(stderr, "reliability_test: --count must be 1..%zu bf16 elements\n", size_t(64) << 20);
-    return 2;
-  }
-  int gpus = visible_gpu_count();
-  if (o.world < 2 || o.world > gpus) {
-    std::fprintf(stderr, "reliability_test: world size %d needs 2..%d GPUs\n", o.world, gpus);
+    if (o.count == 0 || o.count > (size_t(64) << 20))
+      throw std::runtime_error("--count must be 1.." + std::to_string(size_t(64) << 20) + " bf16 elements");
+    if (o.world.virtual_ranks && o.mode == "dead-peer")
+      throw std::runtime_error("dead-peer kills a process: it needs -n, not --virtual");
+    if (o.world.size == 0) o.world.size = 2;
+    if (o.world.size < 2) throw std::runtime_error("the modes need 2 ranks or more");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "reliability_test: %s\n", e.what());
     return 2;
   }
   auto t0 = Clock::now();
-  std::vector<RankExit> exits = launch(
-      o.world,
-      [&](Group& g) {
-        if (o.mode == "dead-peer") return dead_peer(g, o, true);
-        if (o.mode == "no-call") return dead_peer(g, o, false);
-        if (o.mode == "late-peer") return late_peer(g, o);
-        if (o.mode == "check-mode") return check_mode(g);
-        if (o.mode == "stress") return stress(g, o);
-        if (o.mode == "lifecycle") return lifecycle(g, o);
-        std::fprintf(stderr, "unknown mode %s\n", o.mode.c_str());
-        return 2;
-      },
-      LaunchOptions{580});
+  const bool dead = o.mode == "dead-peer";
   int bad = 0;
-  for (const auto& e : exits) {
-    bool victim = (o.mode == "dead-peer") && e.rank == o.world - 1;
-    if (victim ? e.exit_code != 128 + SIGKILL : e.exit_code != 0) {
-      std::fprintf(stderr, "rank %d exited with %d\n", e.rank, e.exit_code);
-      ++bad;
+  auto body = [&](Group& g) {
+    if (o.mode == "dead-peer") return dead_peer(g, o, true);
+    if (o.mode == "no-call") return dead_peer(g, o, false);
+    if (o.mode == "late-peer") return late_peer(g, o);
+    if (o.mode == "check-mode") return check_mode(g, o);
+    if (o.mode == "stress") return stress(g, o);
+    if (o.mode == "lifecycle") return lifecycle(g, o);
+    std::fprintf(stderr, "unknown mode %s\n", o.mode.c_str());
+    return 2;
+  };
+  if (dead) {
+    // The killed rank's exit code is the expected one: counted here, not by run_world().
+    if (o.world.size > visible_gpu_count()) {
+      std::fprintf(stderr, "reliability_test: -n %d needs that many GPUs\n", o.world.size);
+      return 2;
     }
+    for (const auto& e : launch(o.world.size, body, LaunchOptions{580})) {
+      const bool victim = e.rank == o.world.size - 1;
+      if (victim ? e.exit_code != 128 + SIGKILL : e.exit_code != 0) {
+        std::fprintf(stderr, "rank %d exited with %d\n", e.rank, e.exit_code);
+        ++bad;
+      }
+    }
+  } else {
+    bad = run_world(o.world, body, 580, "reliability_test");
+    if (bad < 0) return 2;
   }
   if (o.mode == "dead-peer" || o.mode == "no-call")
-    std::printf("%s: %d passed, %d failed (all processes ended after %.1f s)\n", o.mode.c_str(),
-                bad == 0 ? o.world - 1 : 0, bad, ms_since(t0) / 1000);
+    std::printf("%s: %d passed, %d failed (all ranks ended after %.1f s)\n", o.mode.c_str(),
+                bad == 0 ? o.world.size - 1 : 0, bad, ms_since(t0) / 1000);
   return bad == 0 ? 0 : 1;
 }

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "customar/dispatch.h"
+#include "customar/error.h"
 #include "dispatch/plan.h"
 #include "kernels/shape.h"
 #include "kernels/variants.h"
@@ -181,4 +182,18 @@ TEST(Shape, PushShapeGivesEveryDecodeSizeOneThreadPerVector) {
   }
   const PushShape big = push_shape(131073, 128, kPushThreadsPerSm);
   EXPECT_LT(size_t(big.blocks) * big.threads, size_t(131073));
+}
+
+TEST(PlanLaunch, AGridThatCannotBeCoResidentIsRefusedAtPlanning) {
+  const PlanFacts f = facts(Backend::kV2, {kUnlimited, kUnlimited, kUnlimited, kUnlimited}, 64 << 20, 4 << 20);
+  LaunchLimits l = limits(8, kSafePushThreadsPerSm);
+  l.max_grid_threads = size_t(8) * kSafePushThreadsPerSm;
+  EXPECT_NO_THROW(plan_launch(f, l, 1 << 20, DataType::kBFloat16));  // the planned grids respect the share
+  l.max_grid_threads = 1024;
+  try {
+    plan_launch(f, l, 1 << 20, DataType::kBFloat16);
+    ADD_FAILURE() << "no throw";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot be resident"), std::string::npos) << e.what();
+  }
 }

@@ -37,8 +37,10 @@ CUSTOMAR_TEST_HD inline uint64_t mix(uint64_t x) {
   return x;
 }
 
-/// Uniform in [-1, 1) (never all zeros), or small integers in [-8, 8) whose sums are exact in every dtype.
-enum class Values { kUniform, kSmallInt };
+/// Uniform in [-1, 1) (never all zeros); small integers in [-8, 8) whose sums are exact in every dtype (fp8 only up
+/// to 2 ranks: e4m3 holds integers to 16); or small integers with every fourth element -0.0 and the next the
+/// one-shot push's fp32 sentinel word 0x80008000 (-2^-134; -0.0 in fp16/bf16), which must sum as zeros.
+enum class Values { kUniform, kSmallInt, kSentinels };
 
 struct CheckResult {
   unsigned long long wrong;      ///< elements outside tolerance (NaN = poison left = wrong)
@@ -48,7 +50,7 @@ struct CheckResult {
 };
 
 /// Tolerance relative to sum |x_r|: one rounding of the result to T per hop, world hops at most (NCCL's ring rounds
-/// at each step; customar rounds once, after fp32 accumulation).
+/// at each step; customar rounds once, after fp32 accumulation). 0 for the integer types. Every DataType works.
 double tolerance(DataType d, int world);
 
 /// Fills p[0..n) with rank `rank`'s data for `seed`.

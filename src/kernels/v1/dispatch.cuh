@@ -77,4 +77,16 @@ void launch_v1_kernel(const Plan& plan, const DeviceHandle& h, const void* in, v
   CUSTOMAR_CUDA_CHECK(cudaGetLastError());
 }
 
+// The kernel `Pick` gives for this dtype and world size.
+template <typename Pick>
+const void* v1_kernel(int world, DataType dtype) {
+  const void* k = nullptr;
+  with_dtype(dtype, [&](auto t) {
+    with_world(world, [&](auto w) {
+      k = reinterpret_cast<const void*>(Pick::template get<decltype(t), decltype(w)::value>());
+    });
+  });
+  return k;
+}
+
 }  // namespace customar::detail

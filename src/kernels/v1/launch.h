@@ -19,4 +19,8 @@ void launch_v1_oneshot_pull(const Plan& plan, const DeviceHandle& h, const void*
 void launch_v1_twoshot(const Plan& plan, const DeviceHandle& h, const void* in, void* out, DataType dtype,
                        cudaStream_t stream);
 
+/// The kernels the two launchers run for a world size and dtype (for loading them up front).
+const void* v1_oneshot_pull_kernel(int world, DataType dtype);
+const void* v1_twoshot_kernel(int world, DataType dtype);
+
 }  // namespace customar::detail

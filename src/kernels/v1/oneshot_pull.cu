@@ -26,4 +26,6 @@ void launch_v1_oneshot_pull(const Plan& plan, const DeviceHandle& h, const void*
   launch_v1_kernel<Pick>(plan, h, in, out, dtype, stream);
 }
 
+const void* v1_oneshot_pull_kernel(int world, DataType dtype) { return v1_kernel<Pick>(world, dtype); }
+
 }  // namespace customar::detail

@@ -25,4 +25,6 @@ void launch_v1_twoshot(const Plan& plan, const DeviceHandle& h, const void* in, 
   launch_v1_kernel<Pick>(plan, h, in, out, dtype, stream);
 }
 
+const void* v1_twoshot_kernel(int world, DataType dtype) { return v1_kernel<Pick>(world, dtype); }
+
 }  // namespace customar::detail

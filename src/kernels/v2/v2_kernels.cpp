@@ -41,6 +41,7 @@ class V2Kernels final : public Kernels {
         for (int t = 0; t < 3; ++t) {
           const std::string name = v2_entry_name(v.id, static_cast<DataType>(t));
           CUSTOMAR_CUDA_CHECK(cudaLibraryGetKernel(&kernels_[static_cast<int>(v.id)][t], lib_, name.c_str()));
+          load_into_context(reinterpret_cast<const void*>(kernels_[static_cast<int>(v.id)][t]));
         }
       measure_push_residency();
     } catch (...) {
