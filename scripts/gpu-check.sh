@@ -1,76 +1,152 @@
 #!/usr/bin/env bash
-# Every GPU check in one call, for a machine with 2+ GPUs: topology report, the multi-process correctness matrix at
-# world sizes 2, 4 (and 8 where present) for the automatic choice and each algorithm forced, forced topologies under
-# graph capture, the Python binding, then customar-perf and the tuner. Usage: scripts/gpu-check.sh [BIN_DIR]  (default: .gpu-bin if staged, else build)
-# Prints one line per run and ends with "N passed, M failed" (runs). Script switches (not read by the library):
-# CUSTOMAR_SKIP_BENCH=1 skips the benchmark, tuner and peers' anchors; CUSTOMAR_ONLY_BENCH=1 runs only those (each
-# half fits one 10-minute device call at 2 GPUs); CUSTOMAR_BENCH_WORLDS (default "2 4 8") picks the world sizes the
-# benchmark half measures (a 4-GPU lease that already has 2-GPU numbers: CUSTOMAR_BENCH_WORLDS=4).
+# Every GPU check in one call. With one GPU: the correctness matrix at world sizes 2..8 as virtual ranks (threads on
+# the one GPU, green contexts and capped grids), the reliability modes that make sense in one process, the fused and
+# symmetric-buffer matrices, planted bugs the matrix must catch, the Python binding and the import-order matrix, both
+# README commands on a fresh copy of the repo, and same-run A/B timings of changed kernels. With two GPUs or more,
+# also the multi-process matrix at 2, 4 and 8 GPUs, forced topologies, and the benchmark with the tuner and peers.
+#
+#   scripts/gpu-check.sh [BIN_DIR]     BIN_DIR: .gpu-bin if staged (scripts/stage-gpu.sh), else the build tree
+#
+# Script switches (read by this script only): CUSTOMAR_CHECK_SECTIONS, the sections to run (default "info virtual
+# reliability fused symm plants python readme ab multi bench"); CUSTOMAR_VIRTUAL_WORLDS (default "2 3 4 5 6 7 8");
+# CUSTOMAR_BENCH_WORLDS (default "2 4 8", multi-GPU benchmark); CUSTOMAR_ANCHORS (the peers' torch harness).
+# Prints one line per run and ends with "gpu-check: N passed, M failed" (runs).
 set -u
 cd "$(dirname "$0")/.."
 source scripts/gpu-lib.sh "${1:-}"
 data=tests/unit/data
+sections=" ${CUSTOMAR_CHECK_SECTIONS:-info virtual reliability fused symm plants python readme ab multi bench} "
+want() { [[ "$sections" == *" $1 "* ]]; }
+vworlds="${CUSTOMAR_VIRTUAL_WORLDS:-2 3 4 5 6 7 8}"
+# Many streams on one GPU (virtual ranks, each with a second stream): enough hardware queues that none waits behind
+# another's spinning kernel.
+export CUDA_DEVICE_MAX_CONNECTIONS=32
 
-nvidia-smi --query-gpu=index,name,pci.bus_id,driver_version --format=csv,noheader
-"$info" | tee "$out/customar-info.log"
-if [ "${CUSTOMAR_ONLY_BENCH:-0}" != 1 ]; then
+if want info; then
+  nvidia-smi --query-gpu=index,name,pci.bus_id,driver_version --format=csv,noheader
+  "$info" | tee "$out/customar-info.log"
+fi
 
-for ws in 2 4 8; do
-  [ "$gpus" -ge "$ws" ] || continue
-  run "auto-w$ws" CUSTOMAR_DEBUG=WARN -- "$test" -n "$ws" --expect v2
-  run "push-w$ws" CUSTOMAR_ALGO=oneshot_push -- "$test" -n "$ws" --quick --expect v2
-  run "oneshot-w$ws" CUSTOMAR_ALGO=oneshot_pull -- "$test" -n "$ws" --quick
-  run "twoshot-w$ws" CUSTOMAR_ALGO=twoshot -- "$test" -n "$ws" --quick
-  run "nccl-w$ws" CUSTOMAR_ALGO=nccl -- "$test" -n "$ws" --quick
-  run "disable-v2-w$ws" CUSTOMAR_DISABLE_V2=1 -- "$test" -n "$ws" --quick --expect v1
+# The matrix at every world size as virtual ranks: green contexts (the default where the driver has them) at every
+# size, capped grids at the smallest and largest.
+if want virtual; then
+  for n in $vworlds; do
+    run "virtual-w$n" -- "$test" --virtual "$n" --expect v2
+  done
+  for n in 2 8; do
+    run "virtual-capped-w$n" -- "$test" --virtual "$n" --partition capped --quick --expect v2
+  done
+  run "virtual-pcie2-topology" CUSTOMAR_TOPO_FILE=$data/pcie2.json -- "$test" --virtual 2 --quick --expect v1
+  run "virtual-pcie4-topology" CUSTOMAR_TOPO_FILE=$data/pcie4.json -- "$test" --virtual 4 --quick --expect nccl
+  run "virtual-check-mode-w4" CUSTOMAR_CHECK=1 -- "$test" --virtual 4 --quick --expect v2
+fi
+
+# In one process: a rank that never calls and a late rank (TimeoutError naming it, then StateError), mismatched
+# calls under CUSTOMAR_CHECK, a mixed-size stress, create/destroy cycles.
+if want reliability; then
+  for n in 3 8; do
+    run "virtual-no-call-w$n" CUSTOMAR_TIMEOUT_MS=2000 -- "$rel" no-call --virtual "$n"
+    run "virtual-late-peer-w$n" CUSTOMAR_TIMEOUT_MS=2000 -- "$rel" late-peer --virtual "$n"
+    run "virtual-no-call-push1-w$n" CUSTOMAR_TIMEOUT_MS=2000 -- "$rel" no-call --virtual "$n" --count 512
+  done
+  run "virtual-check-mode-w5" CUSTOMAR_CHECK=1 -- "$rel" check-mode --virtual 5
+  for n in 2 7; do
+    run "virtual-stress-w$n" -- "$rel" stress --virtual "$n" --calls 200000 --seconds 25
+  done
+  run "virtual-lifecycle-w4" -- "$rel" lifecycle --virtual 4 --iters 30
+fi
+
+# The fused all-reduce + residual + RMSNorm and the symmetric-buffer paths, at every world size as virtual ranks.
+for kind in fused symm; do
+  want "$kind" || continue
+  bin="${bin_dir:+$bin_dir/}${kind}_test"
+  [ -z "$bin_dir" ] && bin="${CUSTOMAR_BUILD_DIR:-build}/tests/gpu/${kind}_test"
+  [ -x "$bin" ] || { echo "skip $kind: $bin not built"; continue; }
+  for n in $vworlds; do run "virtual-$kind-w$n" -- "$bin" --virtual "$n"; done
 done
-run "topo-pcie2" CUSTOMAR_TOPO_FILE=$data/pcie2.json -- "$test" -n 2 --quick --expect v1
-[ "$gpus" -ge 4 ] && run "topo-pcie4" CUSTOMAR_TOPO_FILE=$data/pcie4.json -- "$test" -n 4 --quick --expect nccl
-[ "$gpus" -ge 4 ] && run "topo-nvlink4-missing-pair" CUSTOMAR_TOPO_FILE=$data/nvlink4_missing_pair.json -- "$test" -n 4 --quick --expect nccl
-run "disabled" CUSTOMAR_DISABLE=1 -- "$test" -n 2 --quick --expect nccl
-run "world-1" -- "$test" -n 1 --quick --expect none
-# The V1 kernels at full size under auto thresholds (V2 disabled), and V2 with a cold then warm kernel cache.
-run "v1-auto-w$gpus" CUSTOMAR_DISABLE_V2=1 -- "$test" -n "$gpus" --expect v1
-jit=$(mktemp -d)
-run "jit-cold" CUSTOMAR_CACHE_DIR=$jit CUSTOMAR_DEBUG=INFO CUSTOMAR_DEBUG_SUBSYS=JIT -- "$test" -n 2 --quick --expect v2
-run "jit-warm" CUSTOMAR_CACHE_DIR=$jit CUSTOMAR_DEBUG=INFO CUSTOMAR_DEBUG_SUBSYS=JIT -- "$test" -n 2 --quick --expect v2
-grep -h "V2 kernels\|JIT INFO" "$out/jit-cold.log" "$out/jit-warm.log" | sort -u | head -6
 
-# The Python binding (torch.multiprocessing at 2 and 4 GPUs, graphs, CuPy) and the tensor-parallel MLP example, when
-# a wheel was staged into .whl/ (scripts/stage-gpu.sh with CUSTOMAR_WHEEL_PYTHON) or customar is importable.
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/customar-site .whl/*.whl &&
-    export PYTHONPATH="/tmp/customar-site:${PYTHONPATH:-}"
+# Bugs planted one at a time into the V2 device source (lab/scripts/plant-bug.sh); the matrix must fail on each.
+if want plants && [ -x "$ab" ]; then
+  "$ab" --dump-source "$out/v2-builtin.cu"
+  for plant in $(lab/scripts/plant-bug.sh --list); do
+    lab/scripts/plant-bug.sh "$plant" "$out/v2-builtin.cu" "$out/v2-$plant.cu" || continue
+    n=$(lab/scripts/plant-bug.sh --world "$plant")
+    expect_failure "plant-$plant-w$n" CUSTOMAR_TIMEOUT_MS=2000 -- "$test" --virtual "$n" --quick --v2-source \
+      "$out/v2-$plant.cu"
+  done
+  # What one GPU cannot show is recorded, not counted: docs/virtual-ranks.md says why.
+  for plant in $(lab/scripts/plant-bug.sh --unseen); do
+    lab/scripts/plant-bug.sh "$plant" "$out/v2-builtin.cu" "$out/v2-$plant.cu" || continue
+    n=$(lab/scripts/plant-bug.sh --world "$plant")
+    if CUSTOMAR_TIMEOUT_MS=2000 "$test" --virtual "$n" --quick --v2-source "$out/v2-$plant.cu" > "$out/plant-$plant.log" 2>&1
+    then echo "plant $plant (w$n): not caught on one GPU, as expected"; else echo "plant $plant (w$n): caught"; fi
+  done
 fi
-if python3 -c "import customar, torch" 2>/dev/null; then
-  run "python-gpu" PYTHONUNBUFFERED=1 -- python3 -m pytest -q -p no:cacheprovider python/tests
-  run "tp-mlp-example" -- python3 examples/tp_mlp.py --iters 100
-  tail -4 "$out/tp-mlp-example.log"
-fi
-fi  # CUSTOMAR_ONLY_BENCH
 
-# Latency floors, benchmark (every backend beside NCCL and NCCL's symmetric kernels) and the tuner, per world size. The tuner writes
-# to $out, not to the machine's tuned config, so the benchmark above measured the built-in thresholds.
-if [ -x "$perf" ] && [ "${CUSTOMAR_SKIP_BENCH:-0}" != 1 ]; then
+# The Python binding (a staged wheel in .whl/, or customar importable), the import-order matrix, the examples.
+if want python; then
+  if ls .whl/customar-*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/customar-site \
+      .whl/customar-*.whl && export PYTHONPATH="/tmp/customar-site:${PYTHONPATH:-}"
+  fi
+  if python3 -c "import customar" 2>/dev/null; then
+    run "python-tests" PYTHONUNBUFFERED=1 -- python3 -m pytest -q -p no:cacheprovider -rs python/tests
+    run "import-matrix" -- scripts/gpu-import-matrix.sh python3
+    [ -f examples/virtual_tp.py ] && run "virtual-tp-example" -- python3 examples/virtual_tp.py
+    [ "$gpus" -ge 2 ] && run "tp-mlp-example" -- python3 examples/tp_mlp.py --iters 100
+  else
+    echo "skip python: customar is not importable (stage a wheel with CUSTOMAR_WHEEL_PYTHON)"
+  fi
+fi
+
+# Both README commands, as a new user runs them: a fresh copy of the tree (no build, no wheel), no network.
+if want readme; then
+  fresh=$(mktemp -d)/customar
+  mkdir -p "$fresh" && tar --exclude=./build --exclude='./build-*' --exclude=./.gpu-bin --exclude=./.whl \
+    --exclude=./.peers --exclude=./.dbg -cf - . | tar -xf - -C "$fresh"
+  run "readme-run-main" CUSTOMAR_JOBS=16 -- bash -c "cd $fresh && scripts/run-main.sh"
+  run "readme-test" CUSTOMAR_JOBS=16 -- bash -c "cd $fresh && scripts/test.sh"
+fi
+
+# Kernels whose source changed, against their earlier source, in the same run (virtual ranks: a one-GPU comparison).
+if want ab && [ -x "$ab" ] && ls .ab/*.cu >/dev/null 2>&1; then
+  for v in .ab/*.cu; do
+    for algo in oneshot_pull twoshot; do
+      "$ab" --virtual 2 --algo "$algo" -b 1K -e 32M -r 3 builtin "$v" > "$out/ab-$(basename "$v" .cu)-$algo.txt" 2>&1 ||
+        echo "FAIL ab $v $algo"
+    done
+  done
+fi
+
+# Several GPUs: the multi-process matrix, forced topologies, the benchmark, tuner and peers.
+if want multi && [ "$gpus" -ge 2 ]; then
+  for ws in 2 4 8; do
+    [ "$gpus" -ge "$ws" ] || continue
+    run "auto-w$ws" CUSTOMAR_DEBUG=WARN -- "$test" -n "$ws" --expect v2
+    run "disable-v2-w$ws" CUSTOMAR_DISABLE_V2=1 -- "$test" -n "$ws" --quick --expect v1
+  done
+  run "topo-pcie2" CUSTOMAR_TOPO_FILE=$data/pcie2.json -- "$test" -n 2 --quick --expect v1
+  [ "$gpus" -ge 4 ] && run "topo-pcie4" CUSTOMAR_TOPO_FILE=$data/pcie4.json -- "$test" -n 4 --quick --expect nccl
+  run "disabled" CUSTOMAR_DISABLE=1 -- "$test" -n 2 --quick --expect nccl
+  run "world-1" -- "$test" -n 1 --quick --expect none
+  jit=$(mktemp -d)
+  run "jit-cold" CUSTOMAR_CACHE_DIR=$jit CUSTOMAR_DEBUG=INFO CUSTOMAR_DEBUG_SUBSYS=JIT -- "$test" -n 2 --smoke
+  run "jit-warm" CUSTOMAR_CACHE_DIR=$jit CUSTOMAR_DEBUG=INFO CUSTOMAR_DEBUG_SUBSYS=JIT -- "$test" -n 2 --smoke
+fi
+if want bench && [ "$gpus" -ge 2 ] && [ -x "$perf" ]; then
   for ws in ${CUSTOMAR_BENCH_WORLDS:-2 4 8}; do
     [ "$gpus" -ge "$ws" ] || continue
     [ -x "$floor" ] && "$floor" -g "$ws" | tee "$out/floor-w$ws.txt"
     "$perf" -g "$ws" -k all -e 256M -J "$out/perf-w$ws.jsonl" | tee "$out/perf-w$ws.txt"
-    t0=$(date +%s)
     "$perf" -g "$ws" -k auto -c 0 --tune "$out/tuned-w$ws.json" | grep "^# tune"
-    echo "# tune: world $ws took $(( $(date +%s) - t0 )) s"
   done
-fi
-
-# The peers' torch figures (torch.distributed over NCCL, SymmetricMemory one-/two-shot), re-measured in the same
-# lease as customar-perf above: ../shared/anchors/anchors.py, or a copy carried in .anchors/ (CUSTOMAR_ANCHORS=path).
-anchors="${CUSTOMAR_ANCHORS:-}"
-for a in .anchors/anchors.py ../shared/anchors/anchors.py; do [ -z "$anchors" ] && [ -f "$a" ] && anchors="$a"; done
-if [ -n "$anchors" ] && [ "${CUSTOMAR_SKIP_BENCH:-0}" != 1 ] && python3 -c "import torch" 2>/dev/null; then
-  for ws in ${CUSTOMAR_BENCH_WORLDS:-2 4 8}; do
-    [ "$gpus" -ge "$ws" ] || continue
-    run "anchors-w$ws" -- timeout 400 python3 "$anchors" "$ws" "$out/anchors-w$ws.json"
-  done
+  anchors="${CUSTOMAR_ANCHORS:-}"
+  [ -z "$anchors" ] && [ -f .anchors/anchors.py ] && anchors=.anchors/anchors.py
+  if [ -n "$anchors" ]; then
+    for ws in ${CUSTOMAR_BENCH_WORLDS:-2 4 8}; do
+      [ "$gpus" -ge "$ws" ] && run "anchors-w$ws" -- timeout 400 python3 "$anchors" "$ws" "$out/anchors-w$ws.json"
+    done
+  fi
 fi
 
 printf '%s\n' "${summary[@]}"

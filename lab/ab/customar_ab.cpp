@@ -4,7 +4,7 @@
 // result is checked against the float64 reference first, so a variant that breaks the protocol shows as wrong, not
 // as fast.
 //
-//   customar-ab [-g N] [-b MIN] [-e MAX] [-r ROUNDS] [-n ITERS] [--algo A] [--push-block T] VARIANT...
+//   customar-ab [-g N | --virtual N] [-b MIN] [-e MAX] [-r ROUNDS] [-n ITERS] [--algo A] [--push-block T] VARIANT...
 //   customar-ab --dump-source FILE
 //   customar-ab --write-cubins DIR SM     (the V2 modules of world sizes 2..8 for sm_SM, for a SASS diff; no GPU)
 //
@@ -12,6 +12,8 @@
 // src/kernels/handle.h, shape.h and device/*.cuh; keep DeviceHandle's layout and the body names of
 // kernels/variants.h). --algo forces an algorithm (oneshot_push, oneshot_pull, twoshot); --push-block runs every
 // multi-block push in blocks of T threads (a multiple of 32 up to 512) instead of the built-in shape.
+// --virtual N runs N virtual ranks on one GPU (include/customar/virtual.h): a same-run comparison of variants on a
+// one-GPU machine, not a multi-GPU timing (the ranks share one GPU's SMs and memory).
 // Output: one line per (variant, round, size): "variant round bytes algo us wrong".
 #include <cuda_runtime_api.h>
 
@@ -26,6 +28,7 @@
 #include "comm/lab_access.h"
 #include "customar/communicator.h"
 #include "customar/launcher.h"
+#include "customar/virtual.h"
 #include "graph_timing.h"
 #include "jit/compiler.h"
 #include "kernels/v2/v2_kernels.h"
@@ -38,6 +41,7 @@ namespace {
 
 struct Options {
   int gpus = 2;
+  bool virtual_ranks = false;
   size_t min_bytes = 1024, max_bytes = size_t(64) << 10;
   int rounds = 2, iters = 20, replays = 7;
   std::optional<Algo> algo;
@@ -104,11 +108,15 @@ void measure(Group& g, const Options& o, Communicator& comm, const std::string& 
 }
 
 int run_rank(Group& g, const Options& o) {
-  TEST_CUDA(cudaSetDevice(g.rank()));
+  const int device = o.virtual_ranks ? 0 : g.rank();
+  TEST_CUDA(cudaSetDevice(device));
   cudaDeviceProp prop{};
-  TEST_CUDA(cudaGetDeviceProperties(&prop, g.rank()));
-  cudaStream_t s;
-  TEST_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  TEST_CUDA(cudaGetDeviceProperties(&prop, device));
+  cudaStream_t s = nullptr;
+  if (o.virtual_ranks)
+    s = virtual_stream(g);
+  else
+    TEST_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   void *in = nullptr, *out = nullptr;
   CheckResult* res = nullptr;
   TEST_CUDA(cudaMalloc(&in, o.max_bytes));
@@ -116,7 +124,7 @@ int run_rank(Group& g, const Options& o) {
   TEST_CUDA(cudaMalloc(reinterpret_cast<void**>(&res), sizeof(CheckResult)));
   CommOptions copt;
   copt.max_buffers = true;
-  Communicator comm(g, g.rank(), copt);
+  Communicator comm(g, device, copt);
   if (comm.backend() != Backend::kV2) throw std::runtime_error("V2 does not serve here: " + comm.reason());
   comm.set_algo(o.algo);
   const int sm = prop.major * 10 + prop.minor;

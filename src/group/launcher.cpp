@@ -26,7 +26,9 @@ namespace customar {
 
 namespace {
 
-constexpr int kMaxRanks = 64;
+// Processes one launch() may start: the exchange area has a slot per process. Larger than the ranks a communicator
+// serves (kMaxRanks in kernels/handle.h): tools and tests launch groups that only exchange bytes.
+constexpr int kMaxProcs = 64;
 // Bytes each rank can publish per exchange round; longer messages take several rounds. Set-up messages (IPC
 // handles, topology rows) are a few hundred bytes, so one round is the common case.
 constexpr size_t kSlotBytes = 64 * 1024;
@@ -37,9 +39,9 @@ struct Shared {
   std::atomic<uint32_t> arrived;
   std::atomic<uint32_t> generation;
   std::atomic<uint64_t> exited;  // bit r: rank r's process has ended (set by the parent)
-  std::atomic<int32_t> exit_code[kMaxRanks];
-  std::atomic<uint64_t> entered[kMaxRanks];  // barriers each rank has entered, to name who is missing
-  uint64_t length[kMaxRanks];
+  std::atomic<int32_t> exit_code[kMaxProcs];
+  std::atomic<uint64_t> entered[kMaxProcs];  // barriers each rank has entered, to name who is missing
+  uint64_t length[kMaxProcs];
   alignas(64) uint8_t slots[1];  // nprocs * kSlotBytes follow
 };
 
@@ -182,8 +184,8 @@ int visible_gpu_count() {
 }
 
 std::vector<RankExit> launch(int nprocs, const std::function<int(Group&)>& fn, const LaunchOptions& options) {
-  if (nprocs < 1 || nprocs > kMaxRanks)
-    throw InvalidArgument("launch: nprocs=" + std::to_string(nprocs) + "; allowed: 1.." + std::to_string(kMaxRanks));
+  if (nprocs < 1 || nprocs > kMaxProcs)
+    throw InvalidArgument("launch: nprocs=" + std::to_string(nprocs) + "; allowed: 1.." + std::to_string(kMaxProcs));
   if (!(options.deadline_s > 0))  // NaN too
     throw InvalidArgument("launch: deadline_s=" + std::to_string(options.deadline_s) +
                           "; allowed: a number of seconds > 0, or kNoDeadline to wait as long as the ranks run");

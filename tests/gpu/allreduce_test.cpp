@@ -14,17 +14,23 @@
 // Every output is poisoned (NaN) first; custom algorithms must give bitwise-identical results on every rank.
 //
 //   allreduce_test [-n N | --virtual N [--partition auto|green|capped]] [--expect none|nccl|v1|v2] [--quick|--smoke]
+//                  [--v2-source FILE]
+// --v2-source runs every V2 communicator with kernels compiled from FILE instead of the built-in device source (the
+// lab's seam, comm/lab_access.h): how scripts/gpu-check.sh shows that the matrix catches bugs planted into a copy.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <functional>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "check_kernels.h"
+#include "comm/lab_access.h"
 #include "customar/communicator.h"
 #include "customar/env.h"
 #include "world.h"
@@ -39,6 +45,7 @@ struct Options {
   std::string expect;
   bool quick = false;
   bool smoke = false;  // a handful of cases, for runs under compute-sanitizer
+  std::string v2_source;  // the text of --v2-source FILE
 };
 
 const DataType kCustomTypes[] = {DataType::kFloat16, DataType::kBFloat16, DataType::kFloat32};
@@ -334,6 +341,12 @@ void run_cases(Ctx& x, std::optional<Backend> cap, const char* label) {
   o.max_backend = cap;
   Communicator comm(x.g, x.device, o);
   if (cap && comm.backend() != *cap) return;  // the machine cannot run that backend: nothing to test
+  if (!x.opt.v2_source.empty() && comm.backend() == Backend::kV2) {
+    cudaDeviceProp prop{};
+    TEST_CUDA(cudaGetDeviceProperties(&prop, x.device));
+    detail::LabAccess::replace_kernels(
+        comm, detail::make_v2_kernels_from_source(x.world, prop.major * 10 + prop.minor, x.opt.v2_source));
+  }
   if (x.rank == 0)
     std::printf("[world %d] %s: backend %s: %s\n", x.world, label, std::string(backend_name(comm.backend())).c_str(),
                 comm.reason().c_str());
@@ -393,13 +406,19 @@ int main(int argc, char** argv) {
         opt.quick = true;
       else if (a == "--smoke")
         opt.smoke = true;
-      else
+      else if (a == "--v2-source" && i + 1 < argc) {
+        std::ifstream f(argv[++i], std::ios::binary);
+        std::ostringstream text;
+        text << f.rdbuf();
+        if (!f || text.str().empty()) throw std::runtime_error(std::string("cannot read ") + argv[i]);
+        opt.v2_source = text.str();
+      } else
         throw std::runtime_error("unknown argument " + a);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr,
                  "allreduce_test: %s\nusage: allreduce_test [-n N | --virtual N [--partition auto|green|capped]] "
-                 "[--expect none|nccl|v1|v2] [--quick|--smoke]\n",
+                 "[--expect none|nccl|v1|v2] [--quick|--smoke] [--v2-source FILE]\n",
                  e.what());
     return 2;
   }
