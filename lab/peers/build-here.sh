@@ -12,13 +12,16 @@ venv="$cache/venv312"
 [ -f "$root/.peers/site.tar.xz" ] || { echo "build-here: run lab/peers/fetch.sh first" >&2; exit 2; }
 
 if [ ! -x "$venv/bin/python" ]; then
-  py312="${PEERS_PYTHON312:-$(command -v python3.12 || ls "$HOME"/.pyenv/versions/3.12*/bin/python3 2>/dev/null | tail -1)}"
-  [ -x "$py312" ] || { echo "build-here: no Python 3.12 (set PEERS_PYTHON312)" >&2; exit 2; }
+  py312=""
+  for c in ${PEERS_PYTHON312:-} python3.12 "$HOME"/.pyenv/versions/3.12*/bin/python3 /usr/bin/python3.12; do
+    if "$c" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then py312="$c"; break; fi
+  done
+  [ -n "$py312" ] || { echo "build-here: no Python 3.12 (set PEERS_PYTHON312)" >&2; exit 2; }
   "$py312" -m venv "$venv"
   # torch without its CUDA wheels: the toolkit in /usr/local/cuda has most libraries; these three it lacks.
   "$venv/bin/pip" install -q --no-deps torch==2.11.0 nvidia-cusparselt-cu13==0.8.0 nvidia-nvshmem-cu13==3.4.5 \
     nvidia-cufile==1.20.0.107
-  "$venv/bin/pip" install -q numpy packaging requests tqdm nvidia-ml-py "cuda-bindings>=13.0.3,<14" jinja2 filelock \
+  "$venv/bin/pip" install -q --no-warn-conflicts numpy packaging requests tqdm nvidia-ml-py "cuda-bindings>=13.0.3,<14" jinja2 filelock \
     typing-extensions sympy networkx fsspec "setuptools<82" ninja
 fi
 site="$(mktemp -d)"

@@ -72,10 +72,10 @@ def forbid_multicast():
 class Ctx:
     """One rank's view: its device, the NCCL world group, a gloo group for host-side exchanges."""
 
-    def __init__(self, rank, world):
+    def __init__(self, rank, world, timeout):
         self.rank, self.world = rank, world
         self.dev = torch.device("cuda", rank)
-        self.cpu = dist.new_group(backend="gloo")
+        self.cpu = dist.new_group(backend="gloo", timeout=timeout)
         self.gname = dist.group.WORLD.group_name
         self.gpu = torch.cuda.get_device_name(rank)
         self.shared = {}
@@ -110,10 +110,10 @@ class Ctx:
 def init_ranks(rank, world, port, timeout_s):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.cuda.set_device(rank)
-    dist.init_process_group("nccl", rank=rank, world_size=world, device_id=torch.device("cuda", rank),
-                            timeout=datetime.timedelta(seconds=timeout_s))
+    timeout = datetime.timedelta(seconds=timeout_s)
+    dist.init_process_group("nccl", rank=rank, world_size=world, device_id=torch.device("cuda", rank), timeout=timeout)
     forbid_multicast()
-    return Ctx(rank, world)
+    return Ctx(rank, world, timeout)
 
 
 def free_port():
@@ -202,13 +202,11 @@ def measure(ctx, peer, nbytes, seed, iters=pc.ITERS):
             ctx.agree("eager call", lambda: (peer.call(), torch.cuda.synchronize()))
         peer.inp.copy_(mine)
         del mine
-        g = capture(ctx, peer, 1)
-        ctx.agree("checked call", lambda: (g.replay(), torch.cuda.synchronize()))
+        one = capture(ctx, peer, 1)
+        ctx.agree("checked call", lambda: (one.replay(), torch.cuda.synchronize()))
         wrong, rel = peer.check(ctx, n, seed)
-        del g
-        g = capture(ctx, peer, iters)
-        us = time_graph(ctx, g, iters)
-        del g
+        one = None  # its memory goes back before the timed graph takes its own
+        us = time_graph(ctx, capture(ctx, peer, iters), iters)
     finally:
         peer.unbind()
     return us, wrong, rel
@@ -537,12 +535,12 @@ def sweep(ctx, out, peer, sizes, max_bytes):
     for nbytes in sizes:
         reason = peer.skip(nbytes, ctx.world)
         if reason:
-            out.row(peer, nbytes, None, 0, skip=reason)
+            out.row(peer, nbytes, None, None, skip=reason)
             continue
         try:
             us, wrong, rel = measure(ctx, peer, nbytes, seed=nbytes)
         except PeerFailed as e:
-            out.row(peer, nbytes, None, 0, skip="failed: %s" % e)
+            out.row(peer, nbytes, None, None, skip="failed: %s" % e)
             continue
         out.row(peer, nbytes, us, wrong, rel_err=float("%.3g" % rel), **peer.extra(nbytes // 2))
     with contextlib.suppress(PeerFailed):
@@ -656,12 +654,12 @@ def fused_one(ctx, out, peer):
     nbytes = peer.tokens * peer.hidden * 2
     reason = peer.skip(nbytes, ctx.world)
     if reason:
-        return out.row(peer, nbytes, None, 0, skip=reason, **peer.extra(0))
+        return out.row(peer, nbytes, None, None, skip=reason, **peer.extra(0))
     peer.seed = peer.tokens * 100003 + peer.hidden
     try:
         us, wrong, rel = measure(ctx, peer, nbytes, peer.seed)
     except PeerFailed as e:
-        return out.row(peer, nbytes, None, 0, skip="failed: %s" % e, **peer.extra(0))
+        return out.row(peer, nbytes, None, None, skip="failed: %s" % e, **peer.extra(0))
     out.row(peer, nbytes, us, wrong, rel_err=float("%.3g" % rel), **peer.extra(0))
 
 
@@ -681,8 +679,9 @@ def step(name, fn):
 
 
 def check_imports():
-    import sglang.jit_kernel.all_reduce  # noqa: F401
-    import flashinfer.comm  # noqa: F401
+    import importlib
+    for mod in ("sglang.jit_kernel.all_reduce", "flashinfer.comm"):
+        importlib.import_module(mod)
     stubbed = sorted(m for m in ("pybase64", "pydantic", "IPython", "IPython.display") if m in sys.modules and
                      os.path.join(HERE, "stubs") in (getattr(sys.modules[m], "__file__", "") or ""))
     return "sglang.jit_kernel.all_reduce, flashinfer.comm; stand-ins used: %s; %s" % (
