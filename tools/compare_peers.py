@@ -172,8 +172,9 @@ def ratio_table(ours, same):
     return out
 
 
-def fused_tables(rows_by_source):
-    """Rows with an `op` (e.g. fused_add_rmsnorm), one table per (op, hidden): tokens down, backends across."""
+def fused_tables(rows_by_source, ours):
+    """Rows with an `op` (e.g. fused_add_rmsnorm), one table per (op, hidden): tokens down, backends across, and
+    customar's plain all-reduce of the same bytes (auto) first, the part of the fused call it would replace."""
     groups = collections.defaultdict(lambda: collections.defaultdict(dict))
     away = set()
     for src_name, same_run, rows in rows_by_source:
@@ -186,10 +187,12 @@ def fused_tables(rows_by_source):
     for (op, hidden), by_tokens in sorted(groups.items()):
         cols = ordered({c for row in by_tokens.values() for c in row})
         out += ["", "%s, hidden %d (µs per call):" % (op, hidden), "",
-                "| tokens | bytes | " + " | ".join(cols) + " |", "|---:|---:|" + "---:|" * len(cols)]
+                "| tokens | bytes | auto (all-reduce alone) | " + " | ".join(cols) + " |",
+                "|---:|---:|---:|" + "---:|" * len(cols)]
         for tokens in sorted(by_tokens):
-            cells = [fmt(by_tokens[tokens].get(c), 2) for c in cols]
-            out.append("| %d | %d | " % (tokens, tokens * hidden * 2) + " | ".join(cells) + " |")
+            nbytes = tokens * hidden * 2
+            cells = [fmt(ours.get(nbytes, {}).get("auto"), 2)] + [fmt(by_tokens[tokens].get(c), 2) for c in cols]
+            out.append("| %d | %d | " % (tokens, nbytes) + " | ".join(cells) + " |")
     return out, away
 
 
@@ -208,7 +211,8 @@ def report(perf, peers=(), anchors=None, elsewhere=(), readme=None):
     away_vals, away_dec = merge(sources, False)
     lines, away_cols = main_table(ours, same, away_vals, same_dec, away_dec)
     lines += [""] + ratio_table(ours, same)
-    fused, fused_away = fused_tables([(perf, True, our_fused)] + [(s.name, s.same_run, s.fused) for s in sources])
+    fused, fused_away = fused_tables([(perf, True, our_fused)] + [(s.name, s.same_run, s.fused) for s in sources],
+                                     ours)
     lines += fused
     lines.append("")
     same_names = [perf] + [s.name for s in sources if s.same_run]

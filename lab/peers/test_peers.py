@@ -117,7 +117,16 @@ class CompareTables(unittest.TestCase):
         start = lines.index("fused_add_rmsnorm, hidden 4096 (µs per call):")
         rows = table_rows(lines[start + 2:])
         self.assertEqual(rows["8"]["fi-trtllm1"], "9.50")
+        self.assertEqual(rows["8"]["auto (all-reduce alone)"], "-")
         self.assertNotIn(str(8 * 4096 * 2), table_rows(lines))
+
+    def test_fused_table_shows_customar_all_reduce_of_the_same_bytes(self):
+        line = pc.row(2, "NVIDIA H200", "fi-trtllm1", "x", 2048, 3.5, 0, op="fused_add_rmsnorm", tokens=1,
+                      hidden=1024)
+        peers = self.files.write("p.jsonl", [line])
+        lines = cp.report(self.perf, peers=[peers])
+        start = lines.index("fused_add_rmsnorm, hidden 1024 (µs per call):")
+        self.assertEqual(table_rows(lines[start + 2:])["1"]["auto (all-reduce alone)"], "2.10")
 
     def test_other_world_size_rows_are_ignored(self):
         lines = [pc.row(4, "NVIDIA H200", "sgl-push", "x", 1024, 1.0, 0)]
