@@ -1,6 +1,6 @@
 """What run_peers.py decides without a GPU (no torch here, so that it can be tested on any machine).
 
-Timing follows customar-perf (tools/customar_perf.cpp, tools/graph_timing.h): a CUDA graph of ITERS back-to-back
+Timing follows customar-perf (customar_perf.cpp and its graph_timing.h): a CUDA graph of ITERS back-to-back
 calls, WARMUP replays, then REPLAYS replays queued back to back after one host barrier; the median per call over
 the replays, then the worst rank. Rows are JSON lines with customar-perf's keys, so tools/compare_peers.py reads both.
 """
@@ -20,7 +20,7 @@ VLLM_WORLDS = (2, 4, 6, 8)
 
 
 def tolerance(world):
-    """customar's per-element bound (tests/gpu/check_kernels.cu): |got - ref| <= world * eps(bf16) * sum |x_r|."""
+    """customar's per-element bound (check_kernels.cu, tolerance()): |got - ref| <= world * eps(bf16) * sum |x_r|."""
     return world * BF16_EPS
 
 

@@ -158,7 +158,7 @@ def check_allreduce(ctx, got, n, seed):
     return sum(w for w, _ in rows), max(r for _, r in rows)
 
 
-# ---- timing (customar-perf's method: tools/graph_timing.h) ----
+# ---- timing (customar-perf's method: its graph_timing.h) ----
 
 def capture(ctx, peer, iters):
     """A CUDA graph of `iters` back-to-back calls, with whatever the peer registers after capture."""
