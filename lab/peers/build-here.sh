@@ -21,8 +21,8 @@ if [ ! -x "$venv/bin/python" ]; then
   # torch without its CUDA wheels: the toolkit in /usr/local/cuda has most libraries; these three it lacks.
   "$venv/bin/pip" install -q --no-deps torch==2.11.0 nvidia-cusparselt-cu13==0.8.0 nvidia-nvshmem-cu13==3.4.5 \
     nvidia-cufile==1.20.0.107
-  "$venv/bin/pip" install -q --no-warn-conflicts numpy packaging requests tqdm nvidia-ml-py "cuda-bindings>=13.0.3,<14" jinja2 filelock \
-    typing-extensions sympy networkx fsspec "setuptools<82" ninja
+  "$venv/bin/pip" install -q --no-warn-conflicts numpy packaging requests tqdm nvidia-ml-py jinja2 filelock \
+    "cuda-bindings>=13.0.3,<14" typing-extensions sympy networkx fsspec "setuptools<82" ninja
 fi
 site="$(mktemp -d)"
 trap 'rm -rf "$site"' EXIT

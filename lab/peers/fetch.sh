@@ -18,4 +18,5 @@ for p in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_24_x86_64 manyl
 "$py" "$here/stage.py" "$cache" "$root/.peers"
 echo "stand-ins (lab/peers/stubs, last on sys.path): $(cd "$here/stubs" && ls -d */ *.py | tr '\n' ' ')"
 du -ab "$root/.peers" | sort -n | tail -8
-echo "fetch: .peers is $(du -sb "$root/.peers" | cut -f1) bytes ($(du -sh "$root/.peers" | cut -f1)); carry it with \`carry: [\".peers\"]\`"
+echo "fetch: .peers is $(du -sb "$root/.peers" | cut -f1) bytes ($(du -sh "$root/.peers" | cut -f1));" \
+  "carry it with \`carry: [\".peers\"]\`"

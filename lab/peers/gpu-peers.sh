@@ -15,7 +15,10 @@ root="$(cd "$here/../.." && pwd)"
 site="${PEERS_SITE:-/tmp/peers-site}"
 cache="${PEERS_CACHE_DIR:-/tmp/peers-cache}"
 py="${PYTHON:-python3}"
-[ -f "$root/.peers/site.tar.xz" ] || { echo "gpu-peers: no .peers/site.tar.xz: run lab/peers/fetch.sh and carry .peers" >&2; exit 2; }
+if [ ! -f "$root/.peers/site.tar.xz" ]; then
+  echo "gpu-peers: no .peers/site.tar.xz: run lab/peers/fetch.sh and carry .peers" >&2
+  exit 2
+fi
 
 stamp="$(cksum < "$root/.peers/site.tar.xz")"
 if [ "$(cat "$site/.stamp" 2>/dev/null)" != "$stamp" ]; then

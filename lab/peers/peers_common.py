@@ -12,7 +12,8 @@ FUSED_TOKENS = (1, 8, 32, 128, 512, 2048)
 FUSED_HIDDEN = (4096, 8192)
 BF16_EPS = 1.0 / (1 << 7)
 # FlashInfer's TensorRT-LLM kernels: one hidden size for the plain all-reduce (a row of a 4096-wide model), the
-# world sizes they are compiled for, and the Lamport exchange's byte cap (MAX_COMM_SIZE in flashinfer/comm/trtllm_ar.py).
+# world sizes they are compiled for, and the Lamport exchange's byte cap (MAX_COMM_SIZE in
+# flashinfer/comm/trtllm_ar.py).
 TRTLLM_HIDDEN = 4096
 TRTLLM_WORLDS = (2, 4, 8, 16)
 TRTLLM_MAX_COMM = 2147483647 & ~((1 << 21) - 1)

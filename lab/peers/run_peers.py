@@ -178,7 +178,7 @@ def capture(ctx, peer, iters):
 
 
 def time_graph(ctx, g, iters):
-    """WARMUP replays; then, after one host barrier, REPLAYS replays queued back to back: median per call, worst rank."""
+    """WARMUP replays; then one host barrier and REPLAYS replays queued back to back: median per call, worst rank."""
     ctx.agree("warm-up", lambda: ([g.replay() for _ in range(pc.WARMUP)], torch.cuda.synchronize()))
     ctx.barrier()
     ev = [torch.cuda.Event(enable_timing=True) for _ in range(pc.REPLAYS + 1)]
@@ -604,20 +604,18 @@ class FiFused(Peer):
                             rms_eps=RMS_EPS, use_oneshot=self.oneshot, fp32_acc=True)
 
     def check(self, ctx, n, seed):
-        """residual_out against the float64 sum + residual (customar's rule); norm_out against the RMSNorm of that,
-        with the sum's bound carried through the norm (|gamma| / rms per element) plus one bf16 rounding."""
+        """residual_out against the float64 sum + residual, with customar's bound; norm_out against the RMSNorm of
+        that residual_out, within two bf16 roundings (the kernel may normalise its fp32 sum, not the rounded one)
+        and some slack: 2^-7 of the element."""
         ref, mag = reference(ctx, n, seed)
         res = self.res.reshape(-1).double()
-        pre = ref + res
-        tol = pc.tolerance(ctx.world) * (mag + res.abs())
-        del ref, mag
-        w1, rel1 = count_wrong(self.res_out.reshape(-1), pre, tol + 1e-30)
-        pre, tol = pre.view(self.tokens, self.hidden), tol.view(self.tokens, self.hidden)
+        bound = pc.tolerance(ctx.world) * (mag + res.abs()) + 1e-30
+        w1, rel1 = count_wrong(self.res_out.reshape(-1), ref + res, bound)
+        del ref, mag, res, bound
+        pre = self.res_out.double()
         rms = (pre.pow(2).mean(dim=1, keepdim=True) + RMS_EPS).sqrt()
-        gamma = self.gamma.double()
-        norm = pre / rms * gamma
-        bound = gamma.abs() * tol / rms + pc.BF16_EPS * norm.abs() + 1e-6
-        w2, rel2 = count_wrong(self.out.reshape(-1), norm.reshape(-1), bound.reshape(-1))
+        norm = (pre / rms * self.gamma.double()).reshape(-1)
+        w2, rel2 = count_wrong(self.out.reshape(-1), norm, pc.BF16_EPS * norm.abs() + 1e-6)
         rows = ctx.gather((w1 + w2, max(rel1, rel2)))
         return sum(w for w, _ in rows), max(r for _, r in rows)
 

@@ -100,7 +100,7 @@ def requirements(wheel):
 def main():
     wheel_dir, dest = sys.argv[1], sys.argv[2]
     os.makedirs(dest, exist_ok=True)
-    manifest = ["# What .peers/site.tar.xz holds (lab/peers/stage.py). Unpack onto PYTHONPATH; add lab/peers/stubs last."]
+    manifest = ["# What .peers/site.tar.xz holds (lab/peers/stage.py): unpack onto PYTHONPATH, lab/peers/stubs last."]
     with tempfile.TemporaryDirectory() as site:
         for dist in PINS:
             wheel = find_wheel(wheel_dir, dist)
