@@ -8,14 +8,14 @@
 #   scripts/gpu-check.sh [BIN_DIR]     BIN_DIR: .gpu-bin if staged (scripts/stage-gpu.sh), else the build tree
 #
 # Script switches (read by this script only): CUSTOMAR_CHECK_SECTIONS, the sections to run (default "info virtual
-# reliability fused symm plants python readme ab multi bench"); CUSTOMAR_VIRTUAL_WORLDS (default "2 3 4 5 6 7 8");
+# reliability fused symm plants python readme ab peers multi bench"); CUSTOMAR_VIRTUAL_WORLDS (default "2 3 4 5 6 7 8");
 # CUSTOMAR_BENCH_WORLDS (default "2 4 8", multi-GPU benchmark); CUSTOMAR_ANCHORS (the peers' torch harness).
 # Prints one line per run and ends with "gpu-check: N passed, M failed" (runs).
 set -u
 cd "$(dirname "$0")/.."
 source scripts/gpu-lib.sh "${1:-}"
 data=tests/unit/data
-sections=" ${CUSTOMAR_CHECK_SECTIONS:-info virtual reliability fused symm plants python readme ab multi bench} "
+sections=" ${CUSTOMAR_CHECK_SECTIONS:-info virtual reliability fused symm plants python readme ab peers multi bench} "
 want() { [[ "$sections" == *" $1 "* ]]; }
 vworlds="${CUSTOMAR_VIRTUAL_WORLDS:-2 3 4 5 6 7 8}"
 # Many streams on one GPU (virtual ranks, each with a second stream): enough hardware queues that none waits behind
@@ -116,6 +116,12 @@ if want ab && [ -x "$ab" ] && ls .ab/*.cu >/dev/null 2>&1; then
         echo "FAIL ab $v $algo"
     done
   done
+fi
+
+# The peers' released packages (lab/peers, carried in .peers/): each imports, its kernels compile, what runs at one
+# GPU runs.
+if want peers && [ -d .peers ]; then
+  run "peers-check" -- timeout 500 lab/peers/gpu-peers.sh check
 fi
 
 # Several GPUs: the multi-process matrix, forced topologies, the benchmark, tuner and peers.
