@@ -20,7 +20,8 @@ gpus=$(nvidia-smi -L | wc -l)
 passed=0 failed=0
 summary=()
 
-# run NAME [ENV=VALUE...] -- COMMAND...: output to $out/NAME.log; on failure its tail is printed.
+# run NAME [ENV=VALUE...] -- COMMAND...: output to $out/NAME.log; on failure its tail is printed. Each run is
+# bounded by CUSTOMAR_RUN_TIMEOUT seconds (default 600).
 # expect_failure NAME ...: the same, passing when the command fails (a planted bug must be caught); the first FAIL
 # line it printed is shown.
 expect_failure() {
@@ -28,7 +29,7 @@ expect_failure() {
   local envs=()
   while [ "$1" != "--" ]; do envs+=("$1"); shift; done
   shift
-  if env "${envs[@]}" "$@" > "$out/$name.log" 2>&1; then
+  if timeout "${CUSTOMAR_RUN_TIMEOUT:-600}" env "${envs[@]}" "$@" > "$out/$name.log" 2>&1; then
     failed=$((failed + 1)); summary+=("FAIL $name (the planted bug was not caught)")
   else
     passed=$((passed + 1)); summary+=("PASS $name (caught: $(grep -m1 '^FAIL' "$out/$name.log" | cut -c1-160))")
@@ -41,7 +42,7 @@ run() {
   shift
   local t0
   t0=$(date +%s%N)
-  if env "${envs[@]}" "$@" > "$out/$name.log" 2>&1; then
+  if timeout "${CUSTOMAR_RUN_TIMEOUT:-600}" env "${envs[@]}" "$@" > "$out/$name.log" 2>&1; then
     passed=$((passed + 1)); summary+=("PASS $name ($(tail -1 "$out/$name.log"))")
   else
     failed=$((failed + 1)); summary+=("FAIL $name"); echo "---- $name ----"; tail -20 "$out/$name.log"
