@@ -346,6 +346,8 @@ void run_cases(Ctx& x, std::optional<Backend> cap, const char* label) {
     TEST_CUDA(cudaGetDeviceProperties(&prop, x.device));
     detail::LabAccess::replace_kernels(
         comm, detail::make_v2_kernels_from_source(x.world, prop.major * 10 + prop.minor, x.opt.v2_source));
+    // Every rank has its kernels loaded before any runs one: a load while a peer's kernel spins can wait for it.
+    x.g.barrier();
   }
   if (x.rank == 0)
     std::printf("[world %d] %s: backend %s: %s\n", x.world, label, std::string(backend_name(comm.backend())).c_str(),
@@ -368,8 +370,7 @@ void run_cases(Ctx& x, std::optional<Backend> cap, const char* label) {
 }
 
 int run_rank(Group& g, const Options& opt) {
-  const int device = rank_device(opt.world, g);
-  TEST_CUDA(cudaSetDevice(device));
+  const int device = start_rank(opt.world, g);
   RankStream stream(opt.world, g);
   Ctx x{g, opt, g.rank(), g.size(), device, stream.get()};
   // Room for the largest case: 32 MiB (the largest default staging size), and the odd counts with their offsets.

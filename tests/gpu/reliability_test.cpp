@@ -63,8 +63,7 @@ int finish(Group& g, int passed, int failed) {
 // Dead peer / no call. The victim is the last rank. Survivors return 0 only if they saw the right errors in time.
 int dead_peer(Group& g, const Options& o, bool kill) {
   const int rank = g.rank(), victim = g.size() - 1;
-  const int device = rank_device(o.world, g);
-  TEST_CUDA(cudaSetDevice(device));
+  const int device = start_rank(o.world, g);
   Communicator comm(g, device);
   RankStream stream(o.world, g);
   cudaStream_t s = stream.get();
@@ -124,8 +123,7 @@ int dead_peer(Group& g, const Options& o, bool kill) {
 // Late peer: the victim sleeps past the others' timeout before call `late_at`, then carries on calling.
 int late_peer(Group& g, const Options& o) {
   const int rank = g.rank(), victim = g.size() - 1;
-  const int device = rank_device(o.world, g);
-  TEST_CUDA(cudaSetDevice(device));
+  const int device = start_rank(o.world, g);
   Communicator comm(g, device);
   RankStream stream(o.world, g);
   cudaStream_t s = stream.get();
@@ -169,8 +167,7 @@ int late_peer(Group& g, const Options& o) {
 
 int check_mode(Group& g, const Options& o) {
   const int rank = g.rank();
-  const int device = rank_device(o.world, g);
-  TEST_CUDA(cudaSetDevice(device));
+  const int device = start_rank(o.world, g);
   Communicator comm(g, device);
   RankStream stream(o.world, g);
   cudaStream_t s = stream.get();
@@ -202,8 +199,7 @@ int check_mode(Group& g, const Options& o) {
 
 int stress(Group& g, const Options& o) {
   const int rank = g.rank(), world = g.size();
-  const int device = rank_device(o.world, g);
-  TEST_CUDA(cudaSetDevice(device));
+  const int device = start_rank(o.world, g);
   Communicator comm(g, device);
   RankStream stream(o.world, g);
   cudaStream_t s = stream.get();
@@ -296,8 +292,7 @@ long map_count() {
 
 int lifecycle(Group& g, const Options& o) {
   const int rank = g.rank();
-  const int device = rank_device(o.world, g);
-  TEST_CUDA(cudaSetDevice(device));
+  const int device = start_rank(o.world, g);
   RankStream stream(o.world, g);
   cudaStream_t s = stream.get();
   void* buf = nullptr;

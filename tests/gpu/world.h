@@ -4,6 +4,10 @@
 #pragma once
 
 #include <cuda_runtime_api.h>
+#include <dlfcn.h>
+#include <execinfo.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -46,6 +50,44 @@ inline bool parse_world_arg(int argc, char** argv, int& i, World& w) {
 /// The device a rank drives: its own GPU, or the one GPU of a virtual world.
 inline int rank_device(const World& w, const Group& g) { return w.virtual_ranks ? 0 : g.rank(); }
 
+/// Makes the rank's device current and loads the harness's kernels into its context (see load_kernels()); returns
+/// the device.
+inline int start_rank(const World& w, const Group& g) {
+  const int device = rank_device(w, g);
+  TEST_CUDA(cudaSetDevice(device));
+  load_kernels();
+  return device;
+}
+
+// A crash prints where it happened (module and offset, for addr2line) before the process dies, so that a crash on a
+// remote GPU machine can be located from its log alone.
+inline void print_crash_site(int sig) {
+  void* frames[48];
+  const int n = backtrace(frames, 48);
+  char line[512];
+  int len = std::snprintf(line, sizeof(line), "crash: signal %d, %d frames (module +offset)\n", sig, n);
+  (void)!write(2, line, static_cast<size_t>(len));
+  for (int i = 0; i < n; ++i) {
+    Dl_info info{};
+    if (dladdr(frames[i], &info) != 0 && info.dli_fname != nullptr) {
+      len = std::snprintf(line, sizeof(line), "  #%d %s +0x%zx %s\n", i, info.dli_fname,
+                          static_cast<size_t>(static_cast<char*>(frames[i]) - static_cast<char*>(info.dli_fbase)),
+                          info.dli_sname != nullptr ? info.dli_sname : "");
+      (void)!write(2, line, static_cast<size_t>(len));
+    }
+  }
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+/// Line-buffered output (a crash keeps what was printed) and the crash printer above.
+inline void install_crash_printer() {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  signal(SIGSEGV, print_crash_site);
+  signal(SIGBUS, print_crash_site);
+  signal(SIGFPE, print_crash_site);
+}
+
 /// A rank's stream, owned by the caller's scope: the virtual world's stream of the rank, or a new non-blocking one.
 class RankStream {
  public:
@@ -72,6 +114,7 @@ class RankStream {
 /// Runs `fn` on every rank of `w` (a process per GPU, or threads on one GPU) and returns the number of ranks that
 /// failed. Checks the rank count against the GPUs first. `deadline_s` bounds a process world.
 inline int run_world(World& w, const std::function<int(Group&)>& fn, double deadline_s, const char* tool) {
+  install_crash_printer();
   const int gpus = visible_gpu_count();
   if (w.size == 0) w.size = w.virtual_ranks ? 2 : gpus;
   if (w.virtual_ranks ? (w.size < 1 || w.size > 8 || gpus < 1) : (w.size < 1 || w.size > gpus)) {
