@@ -63,9 +63,8 @@ struct Communicator::Impl {
   const detail::VirtualGroup* virtual_group = nullptr;  // set when the ranks are threads on one GPU
   std::unique_ptr<detail::CustomBackend> custom;
   std::unique_ptr<detail::Kernels> kernels;  // set for V1 and V2
-  // Ordering of successive calls issued on different streams.
-  cudaStream_t last_stream = nullptr;
-  bool has_last_stream = false;
+  // Ordering of successive eager calls, whatever streams they are issued on.
+  bool has_last_call = false;
   cudaEvent_t order_event = nullptr;
   // Set once a kernel reported a timed-out wait: the communicator never runs again.
   int failed_rank = -1;
@@ -256,15 +255,16 @@ struct Communicator::Impl {
                             " bytes for " + std::string(dtype_name(dtype)) + ")");
   }
 
-  // Calls must run in issue order: a custom kernel of call k+1 reuses call k-1's staging buffer. When the caller
-  // switches streams, make the new stream wait for the old one's tail (only then: same-stream calls pay nothing).
+  // Calls must run in issue order: a custom kernel of call k+1 reuses call k-1's staging buffer. Each eager call
+  // records its end on its own stream and waits for the previous call's record, whatever stream that was on: no
+  // stream handle is kept past its call (the caller may destroy a stream once its calls are issued, and a new
+  // stream that reuses its handle still waits). On the stream of the previous call the wait costs nothing.
   void order_after_last_call(cudaStream_t stream) {
-    if (has_last_stream && last_stream != stream) {
-      CUSTOMAR_CUDA_CHECK(cudaEventRecord(order_event, last_stream));
-      CUSTOMAR_CUDA_CHECK(cudaStreamWaitEvent(stream, order_event, 0));
-    }
-    last_stream = stream;
-    has_last_stream = true;
+    if (has_last_call) CUSTOMAR_CUDA_CHECK(cudaStreamWaitEvent(stream, order_event, 0));
+  }
+  void record_call_end(cudaStream_t stream) {
+    CUSTOMAR_CUDA_CHECK(cudaEventRecord(order_event, stream));
+    has_last_call = true;
   }
 
   void all_reduce(const void* in, void* out, size_t count, DataType dtype, cudaStream_t stream) {
@@ -294,6 +294,7 @@ struct Communicator::Impl {
       kernels->launch(p, custom->handle(), in, out, dtype, stream);
     else
       fallback->all_reduce(in, out, count, dtype, stream);
+    if (!capturing) record_call_end(stream);
   }
 };
 
