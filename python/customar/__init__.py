@@ -8,6 +8,8 @@
         comm.all_reduce(x, out=x)
     comm.close()                                     # collective, like the constructor (or: with Communicator(...))
 
+    customar.run_virtual(4, fn)                      # fn(group) on 4 threads sharing one GPU, as 4 ranks (virtual.py)
+
 Types: float16, bfloat16 and float32 are summed by customar's own kernels (accumulating in float32); float64, int8,
 uint8, int32, uint32, int64, uint64, float8_e4m3fn and float8_e5m2 are summed by NCCL (integers wrap as NCCL's do;
 fp8 needs NCCL 2.24 or newer). Anything else (bool, complex, int16, other fp8 formats) is an InvalidArgument.
@@ -41,12 +43,13 @@ from ._ext import (  # noqa: F401  (the exception hierarchy is part of the API)
     PeerTimeoutError,
     StateError,
     SystemCallError,
+    VirtualGroup,
 )
 
 __all__ = [
     "Communicator", "can_use_custom_all_reduce_v2", "dispatch_custom_allreduce", "decide_topology_file",
-    "check_tensor", "Error", "InvalidArgument", "ConfigError", "CudaError", "NcclError", "SystemCallError",
-    "PeerTimeoutError", "StateError",
+    "check_tensor", "run_virtual", "VirtualGroup", "Error", "InvalidArgument", "ConfigError", "CudaError",
+    "NcclError", "SystemCallError", "PeerTimeoutError", "StateError",
 ]
 
 _ALGOS = ("oneshot_push", "oneshot_pull", "twoshot", "nccl")
@@ -108,12 +111,21 @@ def _group_size(group: Any) -> int:
     return size if isinstance(size, int) and not isinstance(size, bool) else 1
 
 
+def _rank_device(group: Any, device: Any) -> int:
+    """This rank's device: a CUDA ordinal, and for a virtual group the world's device."""
+    index = _device_index(device)
+    if isinstance(group, VirtualGroup) and index != group.device:
+        raise InvalidArgument(f"device {index} is not the device of this virtual world ({group.device}); pass "
+                              "group.device")
+    return index
+
+
 def _collective(group: Any, device: Any, call: Callable[[int], Any]) -> Any:
     """Runs `call(device index)`, a collective entry point of the extension. A device this rank cannot use must not
     leave the other ranks waiting in an exchange it never joins: in a group of several ranks it goes to the extension
     as -1, which every rank's set-up vote rejects together, and this rank then raises its own clearer error."""
     try:
-        index, bad = _device_index(device), None
+        index, bad = _rank_device(group, device), None
     except InvalidArgument as err:
         if _group_size(group) <= 1:
             raise
@@ -246,11 +258,14 @@ def _dtype_name(dtype: Any) -> str:
 
 class Communicator:
     """All-reduce (sum) across the ranks of `group`, this rank driving CUDA device `device` (an int ordinal or a
-    torch.device('cuda', i)).
+    torch.device('cuda', i)). `group` may be a torch.distributed ProcessGroup, an object with rank, size and
+    all_gather(bytes) -> list[bytes], or the customar.VirtualGroup that run_virtual gives a rank (then `device` is
+    group.device).
 
     Collective: every rank of the group constructs it, and every rank closes it (close(), the end of a with-block,
     or garbage collection, which runs the same collective teardown), at the same point of its program. Use it from
-    one thread per rank. Every method raises StateError once it is closed."""
+    one thread per rank (for a virtual group, the rank's own thread). Every method raises StateError once it is
+    closed."""
 
     def __init__(self, group: Any, device: Any):
         g = _as_group(group)
@@ -424,6 +439,8 @@ def _nccl_wheel_library() -> str:
             return path
     return ""
 
+
+from .virtual import run_virtual  # noqa: E402  (uses the definitions above)
 
 # Before any communicator exists: customar loads this NCCL when none is loaded in the process yet (PyTorch's, when
 # torch was imported, comes first) and CUSTOMAR_NCCL_LIBRARY is unset. Nothing is loaded here.
