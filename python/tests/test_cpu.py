@@ -519,3 +519,15 @@ def test_virtual_world_lock_is_free_again_after_a_failure():
     with pytest.raises(RuntimeError):
         _run_world(1, lambda g: (_ for _ in ()).throw(RuntimeError("x")), _ThreadLauncher(1))
     assert _run_world(1, lambda g: "again", _ThreadLauncher(1)) == ["again"]
+
+
+# ---- torch ops: what needs no torch -------------------------------------------------------------------------------
+
+def test_unknown_communicator_handle_is_a_state_error():
+    with pytest.raises(customar.StateError, match="handle 123456 names no open communicator"):
+        customar._live_communicator(123456)
+
+
+def test_fused_call_availability_is_a_bool():
+    assert customar.HAS_ALL_REDUCE_ADD_RMSNORM in (True, False)
+    assert customar.HAS_ALL_REDUCE_ADD_RMSNORM == hasattr(customar._ext._Communicator, "all_reduce_add_rmsnorm")
