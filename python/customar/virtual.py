@@ -60,8 +60,9 @@ def run_virtual(n: int, fn: Callable[[Any], Any], device: Any = 0, partition: st
 
     If some ranks raise, run_virtual raises the exception of the rank that raised first, once every rank has ended,
     with a note naming the rank (a rank whose peer failed usually fails too, with PeerTimeoutError naming that peer).
-    A rank that waits for a peer that has ended gives up at once; one that waits for a live peer gives up after
-    CUSTOMAR_TIMEOUT_MS (kernels) or CUSTOMAR_INIT_TIMEOUT_MS (set-up exchanges). Raises InvalidArgument for bad
+    A rank waiting in an exchange (communicator set-up and close, all_gather, barrier) for a peer whose function has
+    ended gives up at once; other waits end after CUSTOMAR_INIT_TIMEOUT_MS (exchanges) or CUSTOMAR_TIMEOUT_MS
+    (kernels). A rank function that never returns keeps run_virtual waiting. Raises InvalidArgument for bad
     arguments, StateError when another virtual world is running in this process, CudaError when the device cannot be
     used."""
     _check_rank_count(n)

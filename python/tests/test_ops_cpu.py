@@ -25,11 +25,6 @@ def test_op_is_registered_with_its_schema(name):
     assert str(getattr(torch.ops.customar, name).default._schema) == OPS[name]
 
 
-def _fake_cuda(mode, shape, dtype=torch.bfloat16):
-    with mode:
-        return torch.empty(shape, dtype=dtype, device="cuda")
-
-
 @pytest.fixture
 def fake():
     return FakeTensorMode(allow_non_fake_inputs=False)
