@@ -8,6 +8,10 @@
         comm.all_reduce(x, out=x)
     comm.close()                                     # collective, like the constructor (or: with Communicator(...))
 
+    customar.run_virtual(4, fn)                      # fn(group) on 4 threads sharing one GPU, as 4 ranks (virtual.py)
+    y = comm.torch_all_reduce(x)                     # torch.library ops: torch.compile(fullgraph=True), CUDA graphs
+    norm, residual = comm.all_reduce_add_rmsnorm(x, residual, gamma, eps)   # fused (ops.py)
+
 Types: float16, bfloat16 and float32 are summed by customar's own kernels (accumulating in float32); float64, int8,
 uint8, int32, uint32, int64, uint64, float8_e4m3fn and float8_e5m2 are summed by NCCL (integers wrap as NCCL's do;
 fp8 needs NCCL 2.24 or newer). Anything else (bool, complex, int16, other fp8 formats) is an InvalidArgument.
@@ -27,8 +31,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import operator
 import os
+import sys
+import weakref
 from typing import Any, Callable, Optional
 
 from . import _ext
@@ -41,13 +48,17 @@ from ._ext import (  # noqa: F401  (the exception hierarchy is part of the API)
     PeerTimeoutError,
     StateError,
     SystemCallError,
+    VirtualGroup,
 )
 
 __all__ = [
     "Communicator", "can_use_custom_all_reduce_v2", "dispatch_custom_allreduce", "decide_topology_file",
-    "check_tensor", "Error", "InvalidArgument", "ConfigError", "CudaError", "NcclError", "SystemCallError",
-    "PeerTimeoutError", "StateError",
+    "check_tensor", "run_virtual", "VirtualGroup", "HAS_ALL_REDUCE_ADD_RMSNORM", "Error", "InvalidArgument",
+    "ConfigError", "CudaError", "NcclError", "SystemCallError", "PeerTimeoutError", "StateError",
 ]
+
+# Whether this build of the extension has the fused all-reduce + residual add + RMSNorm.
+HAS_ALL_REDUCE_ADD_RMSNORM = hasattr(_ext._Communicator, "all_reduce_add_rmsnorm")
 
 _ALGOS = ("oneshot_push", "oneshot_pull", "twoshot", "nccl")
 
@@ -108,12 +119,21 @@ def _group_size(group: Any) -> int:
     return size if isinstance(size, int) and not isinstance(size, bool) else 1
 
 
+def _rank_device(group: Any, device: Any) -> int:
+    """This rank's device: a CUDA ordinal, and for a virtual group the world's device."""
+    index = _device_index(device)
+    if isinstance(group, VirtualGroup) and index != group.device:
+        raise InvalidArgument(f"device {index} is not the device of this virtual world ({group.device}); pass "
+                              "group.device")
+    return index
+
+
 def _collective(group: Any, device: Any, call: Callable[[int], Any]) -> Any:
     """Runs `call(device index)`, a collective entry point of the extension. A device this rank cannot use must not
     leave the other ranks waiting in an exchange it never joins: in a group of several ranks it goes to the extension
     as -1, which every rank's set-up vote rejects together, and this rank then raises its own clearer error."""
     try:
-        index, bad = _device_index(device), None
+        index, bad = _rank_device(group, device), None
     except InvalidArgument as err:
         if _group_size(group) <= 1:
             raise
@@ -244,17 +264,48 @@ def _dtype_name(dtype: Any) -> str:
         raise InvalidArgument(f"dtype must be a name or a torch/NumPy/CuPy/JAX dtype, got {dtype!r}") from None
 
 
+# Live communicators by handle, for the torch ops (ops.py), which take a communicator as an int. Weak: a communicator
+# that nothing else holds is collected (and torn down) as before; close() removes it at once. Handles are never reused.
+_LIVE: "weakref.WeakValueDictionary[int, Communicator]" = weakref.WeakValueDictionary()
+_HANDLES = itertools.count(1)
+
+
+def _live_communicator(handle: int) -> "Communicator":
+    comm = _LIVE.get(handle)
+    if comm is None:
+        raise StateError(f"customar communicator handle {handle} names no open communicator (closed, collected, or "
+                         "never made); pass Communicator.handle of an open one")
+    return comm
+
+
+def _load_torch_ops() -> Any:
+    from . import ops  # registers torch.ops.customar.*
+
+    return ops
+
+
 class Communicator:
     """All-reduce (sum) across the ranks of `group`, this rank driving CUDA device `device` (an int ordinal or a
-    torch.device('cuda', i)).
+    torch.device('cuda', i)). `group` may be a torch.distributed ProcessGroup, an object with rank, size and
+    all_gather(bytes) -> list[bytes], or the customar.VirtualGroup that run_virtual gives a rank (then `device` is
+    group.device).
 
     Collective: every rank of the group constructs it, and every rank closes it (close(), the end of a with-block,
     or garbage collection, which runs the same collective teardown), at the same point of its program. Use it from
-    one thread per rank. Every method raises StateError once it is closed."""
+    one thread per rank (for a virtual group, the rank's own thread). Every method raises StateError once it is
+    closed. Built once torch is imported, it also registers customar's torch ops (customar.ops)."""
 
     def __init__(self, group: Any, device: Any):
         g = _as_group(group)
         self._impl = _collective(g, device, lambda index: _ext._Communicator(g, index))
+        self._handle = next(_HANDLES)
+        _LIVE[self._handle] = self
+        self._ops = None
+        if "torch" in sys.modules:
+            try:
+                self._ops = _load_torch_ops()
+            except Exception:  # an unusable torch: the torch methods raise the reason when called
+                self._ops = None
 
     def __enter__(self) -> "Communicator":
         self._impl.ensure_open()
@@ -275,6 +326,13 @@ class Communicator:
         when no CUDA graph that captured this communicator will be replayed again, and not while another thread is
         inside a call on it."""
         self._impl.close()
+        _LIVE.pop(self._handle, None)
+
+    @property
+    def handle(self) -> int:
+        """The int that names this communicator to customar's torch ops (torch.ops.customar.*, see customar.ops),
+        valid until close(). Unique in the process, never reused."""
+        return self._handle
 
     @property
     def closed(self) -> bool:
@@ -386,6 +444,49 @@ class Communicator:
         """Raises PeerTimeoutError if an earlier call timed out waiting for a peer."""
         self._impl.check()
 
+    def _torch_ops(self) -> Any:
+        if self._ops is None:
+            self._ops = _load_torch_ops()
+        return self._ops
+
+    def torch_all_reduce(self, tensor: Any, out: Any = None) -> Any:
+        """all_reduce for torch tensors through customar's torch.library ops, so that torch.compile(fullgraph=True)
+        traces it without a graph break and CUDA graphs capture it: out=None gives a new tensor of the input's
+        layout (torch.ops.customar.all_reduce), out=tensor sums in place (all_reduce_inplace), another tensor of
+        the same dtype, shape and strides receives the sum (all_reduce_out). Runs on torch's current stream; takes
+        the tensors all_reduce() takes; returns the result."""
+        return self._torch_ops().all_reduce(tensor, self._handle, out)
+
+    def all_reduce_add_rmsnorm(self, input: Any, residual: Any, gamma: Any, eps: float, fp8_scale: Any = None, *,
+                               norm_out: Any = None, in_place: bool = False) -> tuple[Any, Any]:
+        """The fused all-reduce + residual add + RMSNorm, for torch tensors, through customar's torch ops (traced by
+        torch.compile, captured by CUDA graphs):
+
+            residual_out = residual + input summed over ranks
+            norm_out = residual_out / sqrt(mean(residual_out**2 over the row) + eps) * gamma
+
+        input, residual: [tokens, hidden] float16 or bfloat16 CUDA tensors of one dtype; gamma: [hidden]. fp8_scale:
+        None, or a 1-element float32 CUDA tensor: norm_out is then float8_e4m3fn, quantised with that per-tensor
+        scale (read on the device, so that a graph replays with the scale's current value). Returns (norm_out,
+        residual_out): new tensors (torch.ops.customar.all_reduce_add_rmsnorm), or with in_place=True, residual
+        itself updated and norm_out written into the tensor given (a new one if None;
+        all_reduce_add_rmsnorm_inplace). Runs on torch's current stream. Raises NotImplementedError when this build
+        has no fused call (customar.HAS_ALL_REDUCE_ADD_RMSNORM is False)."""
+        return self._torch_ops().all_reduce_add_rmsnorm(input, residual, gamma, eps, self._handle, fp8_scale,
+                                                        norm_out, in_place)
+
+    def _all_reduce_add_rmsnorm(self, input: Any, residual_in: Any, residual_out: Any, gamma: Any, norm_out: Any,
+                                eps: float, fp8_scale: Any) -> None:
+        """The binding's fused call, on the input's current stream (the ops' real implementation)."""
+        if not HAS_ALL_REDUCE_ADD_RMSNORM:
+            raise NotImplementedError("all_reduce_add_rmsnorm: this build of customar has no fused all-reduce + "
+                                      "RMSNorm (customar.HAS_ALL_REDUCE_ADD_RMSNORM is False)")
+        self._impl.ensure_open()
+        dst, dst_as = _exportable(norm_out)
+        extra = {"norm_out_as": dst_as} if dst_as is not None else {}  # fp8 that this torch cannot export
+        self._impl.all_reduce_add_rmsnorm(input, residual_in, residual_out, gamma, dst, float(eps), fp8_scale,
+                                          _current_stream(input), **extra)
+
     @contextlib.contextmanager
     def capture(self):
         """Scope for CUDA-graph capture. customar's kernels stage their input themselves, so nothing is registered
@@ -424,6 +525,8 @@ def _nccl_wheel_library() -> str:
             return path
     return ""
 
+
+from .virtual import run_virtual  # noqa: E402  (uses the definitions above)
 
 # Before any communicator exists: customar loads this NCCL when none is loaded in the process yet (PyTorch's, when
 # torch was imported, comes first) and CUSTOMAR_NCCL_LIBRARY is unset. Nothing is loaded here.

@@ -1,8 +1,13 @@
-// The Python extension `customar._ext`: the Communicator over any DLPack tensor, the decision functions, and the
-// library's exceptions as a Python hierarchy. Everything that arrives from Python (groups, tensors, names, paths) is
-// validated here, at the boundary, so that the library only ever sees values it documents; every rejection is an
-// InvalidArgument that says what was wrong and what is allowed. The Python package (python/customar/__init__.py)
-// adds the torch.distributed adapter, device and stream validation, and the framework-aware output allocation.
+// The Python extension `customar._ext`: the Communicator over any DLPack tensor, the decision functions, virtual
+// ranks, and the library's exceptions as a Python hierarchy. Everything that arrives from Python (groups, tensors,
+// names, paths) is validated here, at the boundary, so that the library only ever sees values it documents; every
+// rejection is an InvalidArgument that says what was wrong and what is allowed. The Python package
+// (python/customar/__init__.py) adds the torch.distributed adapter, device and stream validation, and the
+// framework-aware output allocation.
+//
+// The GIL is released around every call that may wait for other ranks (a communicator's construction and
+// destruction, exchanges, all-reduce): the ranks of a virtual world are threads of this process, and a rank that
+// waited holding the GIL would keep the others from ever arriving. A Python group's all_gather takes it back.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
@@ -17,6 +22,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "customar/communicator.h"
@@ -24,6 +30,7 @@
 #include "customar/dispatch.h"
 #include "customar/error.h"
 #include "customar/topology.h"
+#include "customar/virtual.h"
 #include "nccl/nccl_loader.h"
 
 namespace nb = nanobind;
@@ -57,7 +64,7 @@ int group_int(const nb::object& group, const char* attr) {
 }
 
 // A Group whose exchanges are done by a Python object with `rank`, `size` and `all_gather(bytes) -> list[bytes]`.
-// Called only from the thread that holds the GIL (construction and destruction of a Communicator run from Python).
+// Built and destroyed with the GIL held; all_gather takes the GIL itself, as the library calls it with it released.
 class PyGroup final : public Group {
  public:
   explicit PyGroup(nb::object obj) : obj_(std::move(obj)) {
@@ -394,24 +401,198 @@ nb::ndarray<nb::array_api> typed_view(nb::handle buffer, const std::string& dtyp
                                     nb::device::cuda::value, b.device);
 }
 
+// ---- virtual ranks ------------------------------------------------------------------------------------------------
+
+// Releases the GIL for its scope where the calling thread holds it (a destructor runs with it; a clean-up path may
+// not).
+class GilRelease {
+ public:
+  GilRelease() : state_(PyGILState_Check() ? PyEval_SaveThread() : nullptr) {}
+  ~GilRelease() {
+    if (state_ != nullptr) PyEval_RestoreThread(state_);
+  }
+  GilRelease(const GilRelease&) = delete;
+  GilRelease& operator=(const GilRelease&) = delete;
+
+ private:
+  PyThreadState* state_;
+};
+
+struct PyCommunicator;
+
+// One rank of a virtual world as Python sees it (customar.VirtualGroup). The C++ group exists while the rank's
+// function runs, and the rank's context is current on the rank's thread only: so the group is usable there and then,
+// and every communicator built over it is closed when the function returns (none outlives the group it waits on).
+// Touched only with the GIL held, which orders the rank's thread and a garbage collection on another one.
+class VirtualRank {
+ public:
+  VirtualRank(Group& g, int device)
+      : rank(g.rank()),
+        size(g.size()),
+        device(device),
+        stream(reinterpret_cast<uintptr_t>(virtual_stream(g))),
+        partition(virtual_partition(g)),
+        group_(&g),
+        thread_(std::this_thread::get_id()) {}
+  VirtualRank(const VirtualRank&) = delete;
+  VirtualRank& operator=(const VirtualRank&) = delete;
+
+  const int rank, size, device;
+  const uintptr_t stream;
+  const std::string partition;
+
+  bool on_own_thread() const { return std::this_thread::get_id() == thread_; }
+  bool running() const { return group_ != nullptr; }
+
+  // The C++ group, for `call`: StateError once the rank's function has returned, InvalidArgument on another thread.
+  Group& group(const std::string& call) const {
+    if (group_ == nullptr)
+      throw StateError(call + ": the virtual group of rank " + std::to_string(rank) +
+                       " is gone (its rank function has returned)");
+    if (!on_own_thread())
+      throw InvalidArgument(call +
+                            ": a virtual group is used from its rank's own thread (the one run_virtual called "
+                            "the function on), where the rank's context is current");
+    return *group_;
+  }
+
+  nb::list all_gather(nb::handle data) {
+    Group& g = group("VirtualGroup.all_gather");
+    Py_buffer view;
+    if (PyObject_GetBuffer(data.ptr(), &view, PyBUF_SIMPLE) != 0) {
+      PyErr_Clear();
+      throw InvalidArgument("VirtualGroup.all_gather takes bytes (or another contiguous buffer), got " +
+                            describe(data));
+    }
+    const auto* p = static_cast<const uint8_t*>(view.buf);
+    Bytes mine(p, p + view.len);
+    PyBuffer_Release(&view);
+    std::vector<Bytes> all;
+    {
+      nb::gil_scoped_release release;
+      all = g.all_gather(mine);
+    }
+    nb::list out;
+    for (const Bytes& b : all) out.append(nb::bytes(reinterpret_cast<const char*>(b.data()), b.size()));
+    return out;
+  }
+
+  void barrier() {
+    Group& g = group("VirtualGroup.barrier");
+    nb::gil_scoped_release release;
+    g.barrier();
+  }
+
+  void adopt(PyCommunicator* c) { comms_.push_back(c); }
+  void forget(PyCommunicator* c) { comms_.erase(std::remove(comms_.begin(), comms_.end(), c), comms_.end()); }
+  // A communicator collected on another thread: closed on this rank's thread when its function returns.
+  void defer_close(std::unique_ptr<Communicator> c) { deferred_.push_back(std::move(c)); }
+
+  // The rank's function has returned: closes what is still open over the group (every rank does this at the same
+  // point, so the collective teardowns meet), then lets go of the group.
+  void finish();
+
+ private:
+  Group* group_;
+  std::thread::id thread_;
+  std::vector<PyCommunicator*> comms_;
+  std::vector<std::unique_ptr<Communicator>> deferred_;
+};
+
+// The C++ group behind a Python group object: a virtual rank's own group, or a PyGroup over the object.
+class GroupRef {
+ public:
+  GroupRef(nb::object g, const std::string& call) {
+    if (nb::isinstance<VirtualRank>(g)) {
+      virtual_rank_ = nb::cast<VirtualRank*>(g);
+      group_ = &virtual_rank_->group(call);
+      keep_ = std::move(g);
+    } else {
+      owned_ = std::make_unique<PyGroup>(std::move(g));
+      group_ = owned_.get();
+    }
+  }
+  Group& get() const { return *group_; }
+  VirtualRank* virtual_rank() const { return virtual_rank_; }
+
+ private:
+  std::unique_ptr<PyGroup> owned_;
+  VirtualRank* virtual_rank_ = nullptr;
+  nb::object keep_;  // keeps the virtual rank alive
+  Group* group_ = nullptr;
+};
+
+// Runs `body(group)` on every rank of a virtual world of `n` ranks on `device`. `body` reports its own outcome (the
+// package's wrapper keeps fn's result or exception); an exception that escapes it anyway is printed as unraisable.
+void run_virtual_world(int n, const nb::callable& body, int device, SmPartition partition) {
+  VirtualOptions options;
+  options.device = device;
+  options.partition = partition;
+  auto rank_main = [&](Group& g) {
+    nb::gil_scoped_acquire gil;
+    auto* rank = new VirtualRank(g, device);
+    nb::object handle = nb::cast(rank, nb::rv_policy::take_ownership);
+    int code = 0;
+    try {
+      body(handle);
+    } catch (nb::python_error& e) {
+      e.discard_as_unraisable("customar.run_virtual rank function");
+      code = 1;
+    }
+    rank->finish();
+    return code;
+  };
+  nb::gil_scoped_release release;
+  (void)launch_virtual(n, rank_main, options);
+}
+
+SmPartition partition_from_name(const std::string& name) {
+  if (name == "auto") return SmPartition::kAuto;
+  if (name == "green_contexts") return SmPartition::kGreenContexts;
+  if (name == "capped_grids") return SmPartition::kCappedGrids;
+  throw InvalidArgument("partition '" + name + "' is unknown; allowed: auto, green_contexts, capped_grids");
+}
+
 // ---- communicator -------------------------------------------------------------------------------------------------
 
 struct PyCommunicator {
   // Declared in this order so the communicator (whose destructor uses the group) goes first.
-  std::unique_ptr<PyGroup> group;
+  GroupRef group;
   std::unique_ptr<Communicator> comm;
-  PyCommunicator(nb::object g, int device)
-      : group(std::make_unique<PyGroup>(std::move(g))), comm(std::make_unique<Communicator>(*group, device)) {}
-  ~PyCommunicator() { close(); }
+
+  PyCommunicator(nb::object g, int device) : group(std::move(g), "Communicator") {
+    {
+      nb::gil_scoped_release release;  // collective: the other ranks may need the GIL to arrive
+      comm = std::make_unique<Communicator>(group.get(), device);
+    }
+    if (VirtualRank* v = group.virtual_rank()) v->adopt(this);
+  }
+  ~PyCommunicator() {
+    VirtualRank* v = group.virtual_rank();
+    if (v != nullptr && comm && v->running() && !v->on_own_thread()) {
+      v->forget(this);  // collected on another thread: the rank's own thread closes it when its function returns
+      v->defer_close(std::move(comm));
+    }
+    teardown();
+  }
 
   // Collective, as destruction is (the Communicator's destructor waits for every rank). Idempotent.
   void close() {
-    comm.reset();
-    group.reset();
+    if (VirtualRank* v = group.virtual_rank(); v != nullptr && comm && !v->on_own_thread())
+      throw InvalidArgument("close: a communicator over a virtual group is closed from its rank's own thread");
+    teardown();
+  }
+  void teardown() {
+    std::unique_ptr<Communicator> c = std::move(comm);
+    if (VirtualRank* v = group.virtual_rank()) v->forget(this);
+    GilRelease release;
+    c.reset();
   }
   Communicator& get() const {
     if (!comm)
       throw StateError("Communicator is closed (by close() or the end of its with-block); build a new one to reduce");
+    if (VirtualRank* v = group.virtual_rank(); v != nullptr && !v->on_own_thread())
+      throw InvalidArgument("a communicator over a virtual group is used from its rank's own thread");
     return *comm;
   }
 
@@ -441,6 +622,24 @@ struct PyCommunicator {
     c.set_algo(a);
   }
 };
+
+void VirtualRank::finish() {
+  // Teardowns release the GIL, during which a collection on another thread may defer one more: drain until none is
+  // left, then mark the group gone with the GIL held, after which nothing is added.
+  for (;;) {
+    if (!comms_.empty()) {
+      comms_.front()->teardown();
+    } else if (!deferred_.empty()) {
+      std::unique_ptr<Communicator> c = std::move(deferred_.back());
+      deferred_.pop_back();
+      GilRelease release;
+      c.reset();
+    } else {
+      break;
+    }
+  }
+  group_ = nullptr;
+}
 
 nb::tuple decision_tuple(const Decision& d) { return nb::make_tuple(std::string(backend_name(d.backend)), d.reason); }
 
@@ -484,19 +683,48 @@ NB_MODULE(_ext, m) {
       .def_prop_ro("size", [](const PyCommunicator& self) { return self.get().size(); })
       .def_prop_ro("device", [](const PyCommunicator& self) { return self.get().device(); });
 
+  nb::class_<VirtualRank>(m, "VirtualGroup",
+                          "One rank of a virtual world (customar.run_virtual): usable from its rank's thread while "
+                          "the rank's function runs.")
+      .def_ro("rank", &VirtualRank::rank)
+      .def_ro("size", &VirtualRank::size)
+      .def_ro("device", &VirtualRank::device, "The CUDA device every rank of the world runs on.")
+      .def_ro("stream", &VirtualRank::stream,
+              "The rank's cudaStream_t as an int (torch.cuda.ExternalStream / cupy.cuda.ExternalStream).")
+      .def_ro("partition", &VirtualRank::partition, "How the ranks share the GPU's SMs.")
+      .def("all_gather", &VirtualRank::all_gather, nb::arg("data"), "Collective: every rank's bytes, in rank order.")
+      .def("barrier", &VirtualRank::barrier, "Collective: returns when every rank has called it.")
+      .def("__repr__", [](const VirtualRank& v) {
+        return "customar.VirtualGroup(rank " + std::to_string(v.rank) + " of " + std::to_string(v.size) + ", device " +
+               std::to_string(v.device) + ", " + v.partition + ")";
+      });
+  m.def(
+      "_launch_virtual",
+      [](int n, nb::callable body, int device, const std::string& partition) {
+        run_virtual_world(n, body, device, partition_from_name(partition));
+      },
+      nb::arg("n"), nb::arg("body"), nb::arg("device"), nb::arg("partition"),
+      "Runs body(group) on n threads, one per rank of a virtual world on `device`, and returns when all have ended.");
+
   m.def(
       "dispatch_custom_allreduce",
       [](nb::object g, int device) {
-        PyGroup group(std::move(g));
-        return decision_tuple(customar::dispatch_custom_allreduce(group, device));
+        GroupRef group(std::move(g), "dispatch_custom_allreduce");
+        Decision d;
+        {
+          nb::gil_scoped_release release;  // collective
+          d = customar::dispatch_custom_allreduce(group.get(), device);
+        }
+        return decision_tuple(d);
       },
       nb::arg("group"), nb::arg("device"),
       "Detects the group's topology (collective), decides and agrees across ranks: (backend, reason).");
   m.def(
       "can_use_custom_all_reduce_v2",
       [](nb::object g, int device) {
-        PyGroup group(std::move(g));
-        return customar::can_use_custom_all_reduce_v2(group, device);
+        GroupRef group(std::move(g), "can_use_custom_all_reduce_v2");
+        nb::gil_scoped_release release;  // collective
+        return customar::can_use_custom_all_reduce_v2(group.get(), device);
       },
       nb::arg("group"), nb::arg("device"));
   m.def(

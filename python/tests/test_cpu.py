@@ -393,3 +393,146 @@ def test_nccl_wheel_library_is_found_in_the_nvidia_namespace(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
     assert out.strip() == str(lib)
 
+
+
+# ---- virtual ranks: arguments, and the harness around the threads ---------------------------------------------------
+
+def _never_called(group):
+    raise AssertionError("the rank function ran")
+
+
+@pytest.mark.parametrize("n, error", [
+    (0, r"1\.\.8, got 0"), (9, r"1\.\.8, got 9"), (-1, r"1\.\.8, got -1"), (1.5, "got float 1.5"), ("2", "got str"),
+    (True, "got bool"), (None, "got NoneType"),
+], ids=["zero", "nine", "negative", "float", "str", "bool", "none"])
+def test_run_virtual_rejects_a_bad_rank_count(n, error):
+    with pytest.raises(customar.InvalidArgument, match=f"n must be .*{error}"):
+        customar.run_virtual(n, _never_called)
+
+
+@pytest.mark.parametrize("fn", [None, 3, "fn"], ids=["none", "int", "str"])
+def test_run_virtual_rejects_a_function_that_is_not_callable(fn):
+    with pytest.raises(customar.InvalidArgument, match="fn must be callable"):
+        customar.run_virtual(2, fn)
+
+
+@pytest.mark.parametrize("device, error", [(-1, r"in \[0, 2\*\*31\), got -1"), (1.0, "got float"), ("0", "got str")],
+                         ids=["negative", "float", "str"])
+def test_run_virtual_rejects_a_bad_device(device, error):
+    with pytest.raises(customar.InvalidArgument, match=f"device must be .*{error}"):
+        customar.run_virtual(2, _never_called, device=device)
+
+
+@pytest.mark.parametrize("partition", ["green", "capped", "AUTO", "", None, 0])
+def test_run_virtual_rejects_an_unknown_partition(partition):
+    with pytest.raises(customar.InvalidArgument, match="partition must be one of auto, green_contexts, capped_grids"):
+        customar.run_virtual(2, _never_called, partition=partition)
+
+
+def test_extension_rejects_an_unknown_partition_too():
+    with pytest.raises(customar.InvalidArgument, match="partition 'green' is unknown"):
+        customar._ext._launch_virtual(2, _never_called, 0, "green")
+
+
+@pytest.mark.skipif(pathlib.Path("/dev/nvidia0").exists(), reason="a GPU is present")
+def test_run_virtual_without_a_gpu_raises_before_any_rank_runs():
+    with pytest.raises(customar.Error, match="cudaGetDeviceCount"):
+        customar.run_virtual(2, _never_called)
+
+
+def test_virtual_group_is_made_by_run_virtual_only():
+    with pytest.raises(TypeError):
+        customar.VirtualGroup()
+
+
+class _ThreadLauncher:
+    """Stands in for the extension's launcher: body(group) on one thread per rank, FakeGroup as the group."""
+
+    def __init__(self, n):
+        import threading
+
+        self.threads = [threading.Thread(target=self._run, args=(r, n)) for r in range(n)]
+
+    def _run(self, rank, n):
+        self.body(FakeGroup(rank=rank, size=n))
+
+    def __call__(self, body):
+        self.body = body
+        for t in self.threads:
+            t.start()
+        for t in self.threads:
+            t.join()
+
+
+def test_run_world_returns_every_rank_result_in_rank_order():
+    from customar.virtual import _run_world
+
+    assert _run_world(4, lambda g: (g.rank, g.size), _ThreadLauncher(4)) == [(0, 4), (1, 4), (2, 4), (3, 4)]
+
+
+def test_run_world_raises_the_first_failure_after_every_rank_has_ended():
+    from customar.virtual import _run_world
+
+    import threading
+
+    launcher, ended, started = _ThreadLauncher(4), [], threading.Barrier(4)
+
+    def fn(group):
+        started.wait()
+        if group.rank == 2:
+            raise ValueError("rank two broke")
+        launcher.threads[2].join()  # rank 2's failure is recorded first
+        if group.rank == 0:
+            raise customar.PeerTimeoutError("rank 2 finished while rank 0 waited for it")
+        ended.append(group.rank)
+        return group.rank
+
+    with pytest.raises(ValueError, match="rank two broke") as err:
+        _run_world(4, fn, launcher)
+    assert sorted(ended) == [1, 3]
+    assert getattr(err.value, "__notes__", []) == ["customar.run_virtual: raised on rank 2 of 4 (then ranks [0] "
+                                                   "failed too)"]
+
+
+def test_run_world_reports_a_rank_that_never_ran_the_function():
+    from customar.virtual import _run_world
+
+    def half_launcher(body):  # rank 1's thread dies outside the function (as a failed set-up of the rank would)
+        body(FakeGroup(rank=0, size=2))
+
+    with pytest.raises(customar.Error, match=r"ranks \[1\] ended without running the function"):
+        _run_world(2, lambda g: g.rank, half_launcher)
+
+
+def test_run_world_refuses_a_second_world_at_once():
+    from customar.virtual import _run_world
+
+    inner = []
+
+    def fn(group):
+        with pytest.raises(customar.StateError, match="another virtual world is running"):
+            _run_world(1, lambda g: None, _ThreadLauncher(1))
+        inner.append(group.rank)
+
+    _run_world(2, fn, _ThreadLauncher(2))
+    assert sorted(inner) == [0, 1]
+
+
+def test_virtual_world_lock_is_free_again_after_a_failure():
+    from customar.virtual import _run_world
+
+    with pytest.raises(RuntimeError):
+        _run_world(1, lambda g: (_ for _ in ()).throw(RuntimeError("x")), _ThreadLauncher(1))
+    assert _run_world(1, lambda g: "again", _ThreadLauncher(1)) == ["again"]
+
+
+# ---- torch ops: what needs no torch -------------------------------------------------------------------------------
+
+def test_unknown_communicator_handle_is_a_state_error():
+    with pytest.raises(customar.StateError, match="handle 123456 names no open communicator"):
+        customar._live_communicator(123456)
+
+
+def test_fused_call_availability_is_a_bool():
+    assert customar.HAS_ALL_REDUCE_ADD_RMSNORM in (True, False)
+    assert customar.HAS_ALL_REDUCE_ADD_RMSNORM == hasattr(customar._ext._Communicator, "all_reduce_add_rmsnorm")
