@@ -259,7 +259,8 @@ Topology virtual_machine(Group& group, int device) {
 
 Topology detect_group_topology_from(Group& group, int device, const std::string& topo_file) {
   const VirtualGroup* v = as_virtual(group);
-  Topology t = v != nullptr && topo_file.empty() ? virtual_machine(group, device)
+  // The world's device, not the one passed in: every rank of a virtual world drives it (a bad device was voted on).
+  Topology t = v != nullptr && topo_file.empty() ? virtual_machine(group, v->device())
                                                  : detect_or_load(group, device, topo_file);
   if (v != nullptr) {
     // Each rank's share of the one GPU is what its kernels may use: the grids then let every rank be resident.
