@@ -1,10 +1,12 @@
 // customar-floor: the latency floors a small all-reduce cannot go under on this machine, measured the way
 // customar-perf times (CUDA graphs, median of replays, worst rank), so the two tables can be read side by side.
 //
-//   customar-floor [-g GPUS] [-n ITERS] [-r REPLAYS] [-p ROUNDTRIPS]
+//   customar-floor [-g GPUS | --virtual RANKS] [-n ITERS] [-r REPLAYS] [-p ROUNDTRIPS]
 //
-// -g: one process per GPU, 2 to 8 (default: every visible GPU). Every wait of every kernel gives up after 2 s, so a
-// broken row fails instead of hanging.
+// -g: one process per GPU, 2 to 8 (default: every visible GPU). --virtual: 2 to 8 ranks as threads on GPU 0
+// (include/customar/virtual.h), a smoke check that every row runs and every checked row is right on a one-GPU machine.
+// Its numbers are not floors of a multi-GPU machine (no link between the ranks, one GPU's SMs shared), and its output
+// says so. Every wait of every kernel gives up after 2 s, so a broken row fails instead of hanging.
 //
 // Rows (µs per call):
 //   graph-empty        one empty kernel per graph node: the launch gap every graph-replayed call pays.
@@ -40,7 +42,8 @@
 // mini-push and lamport rows are checked (exact sums, -0.0 inputs included): a wrong lane or a poll that gave up
 // fails the tool. The stream and lamport rows run the push's built-in grid for 128 SMs with up to 1024 threads per
 // SM. Where the library's push kernel fits fewer (it asks the occupancy calculator; at 8 ranks its registers allow 512
-// from 1 MiB), its grid is narrower than these rows' and the two are not the same shape.
+// from 1 MiB), its grid is narrower than these rows' and the two are not the same shape. With --virtual they run on
+// the rank's share of the SMs instead, so that every rank's kernels are resident at once.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -56,6 +59,7 @@
 #include "comm/custom_backend.h"  // launch_fill_words: arms the Lamport buffers as customar arms its own
 #include "customar/group.h"
 #include "customar/launcher.h"
+#include "customar/virtual.h"
 #include "floor_kernels.cuh"
 #include "floor_rank.h"
 #include "memory/peer_memory.h"
@@ -253,8 +257,15 @@ Rows lamport_rows(Rank& rk, const std::vector<LamportRun>& runs) {
 void print_table(const Rank& rk, const Rows& rows) {
   cudaDeviceProp prop{};
   TEST_CUDA(cudaGetDeviceProperties(&prop, rk.device));
-  std::printf("# customar-floor: %d x %s, %d kernels per graph, %d replays, %d round trips\n", rk.world, prop.name,
-              rk.o.iters, rk.o.replays, rk.o.roundtrips);
+  const Options& o = rk.o;
+  if (rk.virt != nullptr) {
+    std::printf("# customar-floor: %d virtual ranks on one %s (%s), %d kernels per graph, %d replays, %d round trips\n",
+                rk.world, prop.name, virtual_partition(rk.g).c_str(), o.iters, o.replays, o.roundtrips);
+    std::printf("# a smoke check: the ranks share one GPU, so these are not the floors of a multi-GPU machine\n");
+  } else {
+    std::printf("# customar-floor: %d x %s, %d kernels per graph, %d replays, %d round trips\n", rk.world, prop.name,
+                o.iters, o.replays, o.roundtrips);
+  }
   std::printf("%-22s %8s\n", "# floor", "us");
   for (const auto& [name, us] : rows) std::printf("%-22s %8.2f\n", name.c_str(), us);
 }
@@ -284,7 +295,7 @@ int parse_int(const std::string& flag, const char* v, int lo, int hi, const char
 
 // Throws std::runtime_error naming the flag and what it allows. Touches no GPU.
 Options parse_args(int argc, char** argv) {
-  const std::string flags = " (flags: -g GPUS, -n ITERS, -r REPLAYS, -p ROUNDTRIPS)";
+  const std::string flags = " (flags: -g GPUS | --virtual RANKS, -n ITERS, -r REPLAYS, -p ROUNDTRIPS)";
   Options o;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -292,6 +303,8 @@ Options parse_args(int argc, char** argv) {
     const char* v = argv[++i];
     if (a == "-g")
       o.gpus = parse_int(a, v, 1, 10000000, "a whole number");
+    else if (a == "--virtual")
+      o.virtual_ranks = parse_int(a, v, 2, kMaxRanks, "a number of ranks");
     else if (a == "-n")
       o.iters = parse_int(a, v, 1, 10000000, "a whole number");
     else if (a == "-r")
@@ -301,11 +314,18 @@ Options parse_args(int argc, char** argv) {
     else
       throw std::runtime_error("unknown flag " + a + flags);
   }
+  if (o.gpus != 0 && o.virtual_ranks != 0)
+    throw std::runtime_error(
+        "-g and --virtual exclude each other: -g runs a process per GPU, --virtual threads on one");
   return o;
 }
 
-// Checks the world against the machine: 2 to 8 GPUs. Forks to count GPUs (launcher.h).
+// Checks the world against the machine: 2 to 8 GPUs, or one GPU for virtual ranks. Forks to count GPUs (launcher.h).
 void check_machine(Options& o) {
+  if (o.virtual_ranks != 0) {
+    if (visible_gpu_count() < 1) throw std::runtime_error("--virtual needs a GPU, found none");
+    return;
+  }
   if (o.gpus == 0) o.gpus = visible_gpu_count();
   if (o.gpus < 2 || o.gpus > kMaxRanks)
     throw std::runtime_error("customar-floor needs 2 to 8 GPUs, found " + std::to_string(o.gpus));
@@ -325,7 +345,9 @@ int main(int argc, char** argv) {
   const auto body = [&](Group& g) { return run_rank(g, o); };
   std::vector<RankExit> exits;
   try {
-    exits = launch(o.gpus, body, LaunchOptions{300});
+    // A process world is killed after 300 s; a virtual one ends by itself: every kernel wait gives up after 2 s and
+    // every group wait after CUSTOMAR_INIT_TIMEOUT_MS.
+    exits = o.virtual_ranks != 0 ? launch_virtual(o.virtual_ranks, body) : launch(o.gpus, body, LaunchOptions{300});
   } catch (const std::exception& e) {
     std::fprintf(stderr, "customar-floor: %s\n", e.what());
     return 1;

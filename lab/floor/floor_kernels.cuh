@@ -16,7 +16,8 @@ namespace customar::lab {
 using namespace customar::detail;
 
 constexpr uint64_t kGiveUpNs = 2000000000ull;  // every wait in this tool gives up after 2 s
-// The Lamport kernel's __launch_bounds__.
+// The Lamport kernel's __launch_bounds__: one block of this many threads is resident on every SM, whatever its
+// registers (virtual ranks size their grids by it).
 constexpr int kLamportMaxThreads = 256;
 
 // ---- launch gaps ---------------------------------------------------------------------------------------------------
@@ -229,6 +230,22 @@ __global__ void read_stream(Stream p) {
 }
 
 // ---- host ----------------------------------------------------------------------------------------------------------
+// Loads every kernel into this rank's context before any kernel waits for a peer: under lazy module loading a first
+// launch can wait for the context's running kernels, and virtual ranks share one (kernels/kernels.h).
+template <typename... K>
+inline void load_kernels(K... kernels) {
+  for (const void* k : {reinterpret_cast<const void*>(kernels)...}) {
+    cudaFuncAttributes attr{};
+    TEST_CUDA(cudaFuncGetAttributes(&attr, k));
+  }
+}
+
+inline void load_floor_kernels(int world) {
+  load_kernels(&empty_kernel, &empty_kernel_pdl, &atomic_kernel_pdl, &state_kernel_pdl, &pingpong<true>,
+               &pingpong<false>, lamport_kernel_for(world, true), lamport_kernel_for(world, false), &store_stream,
+               &read_stream);
+}
+
 template <typename... Args>
 inline void launch_pdl(cudaStream_t s, unsigned blocks, unsigned threads, void (*kernel)(Args...), Args... args) {
   cudaLaunchConfig_t cfg{};
