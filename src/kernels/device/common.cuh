@@ -102,6 +102,13 @@ __device__ __forceinline__ void st_release_sys(uint64_t* p, uint64_t v) {
   asm volatile("st.release.sys.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
 }
 
+// Volatile 64-bit words: each access is one load or store that the compiler neither drops nor merges, with no memory
+// ordering beyond that. Enough for a word that carries no data or that travels in the same store as its data.
+__device__ __forceinline__ uint64_t ld_volatile_u64(const uint64_t* p) {
+  return *static_cast<const volatile uint64_t*>(p);
+}
+__device__ __forceinline__ void st_volatile_u64(uint64_t* p, uint64_t v) { *static_cast<volatile uint64_t*>(p) = v; }
+
 __device__ __forceinline__ uint64_t global_timer_ns() {
   uint64_t t;
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
