@@ -7,6 +7,7 @@
 #include "common/check.h"
 #include "common/log.h"
 #include "group/agree.h"
+#include "kernels/device/common.cuh"
 #include "kernels/handle.h"
 #include "kernels/kernels.h"
 #include "virtual/reference.h"
@@ -38,20 +39,6 @@ struct RefHandle {
   uint64_t timeout_ns;
 };
 
-__device__ __forceinline__ uint64_t ld_acquire(const uint64_t* p) {
-  uint64_t v;
-  asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
-  return v;
-}
-__device__ __forceinline__ void st_release(uint64_t* p, uint64_t v) {
-  asm volatile("st.release.gpu.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
-}
-__device__ __forceinline__ uint64_t now_ns() {
-  uint64_t t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-  return t;
-}
-
 // One block; thread t < world waits for rank t. Phase 0 starts the call (counter, pointers), phase 1 ends its
 // reduce-scatter. A wait past the timeout names the rank and fails every later call of this rank at once.
 __global__ void arrive_kernel(RefHandle h, int phase, const void* in, void* out) {
@@ -63,17 +50,17 @@ __global__ void arrive_kernel(RefHandle h, int phase, const void* in, void* out)
       h.shared->in[epoch & 1][h.rank] = in;
       h.shared->out[epoch & 1][h.rank] = out;
     }
-    if (epoch != 0) st_release(&h.shared->arrive[phase][h.rank], epoch);
+    if (epoch != 0) st_release_sys(&h.shared->arrive[phase][h.rank], epoch);
   }
   __syncthreads();
   const uint64_t e = epoch;
   const int t = threadIdx.x;
   if (e == 0 || t >= h.world) return;
-  const uint64_t start = now_ns();
-  for (uint32_t spins = 0; ld_acquire(&h.shared->arrive[phase][t]) < e; ++spins) {
+  const uint64_t start = global_timer_ns();
+  for (uint32_t spins = 0; ld_acquire_sys(&h.shared->arrive[phase][t]) < e; ++spins) {
     if ((spins & 1023u) != 1023u) continue;
-    if (*reinterpret_cast<volatile uint64_t*>(&h.mine->failed) != 0) return;
-    if (now_ns() - start > h.timeout_ns) {
+    if (ld_volatile_u64(&h.mine->failed) != 0) return;
+    if (global_timer_ns() - start > h.timeout_ns) {
       *reinterpret_cast<volatile int*>(h.error) = t + 1;
       __threadfence_system();
       h.mine->failed = 1;
