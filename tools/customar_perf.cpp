@@ -114,6 +114,8 @@ class PerfRank {
   void report_norm(const Communicator& c, const char* op, const NormCase& nc, const Row& row, double nccl_us);
   Row measure(const Candidate& c, size_t bytes);
   void report(const Candidate& c, size_t bytes, const Row& row, double nccl_us);
+  void write_json(const std::string& backend, const std::string& algo, size_t bytes, const Row& row,
+                  const std::string& extra) const;
   SizeTiming tune_at(size_t bytes);
   void finish(const std::vector<SizeTiming>& tune) const;
 
@@ -269,13 +271,20 @@ void PerfRank::report(const Candidate& c, size_t bytes, const Row& row, double n
               type.c_str(), "sum", c.name.c_str(), algo.c_str(), row.us[0], algbw(row.us[0]), algbw(row.us[0]) * bus,
               row.wrong[0], row.us[1], algbw(row.us[1]), algbw(row.us[1]) * bus, row.wrong[1], ratio);
   std::fflush(stdout);
-  if (json_ != nullptr)
-    std::fprintf(json_,
-                 "{\"world\": %d, \"gpu\": \"%s\", \"dtype\": \"%s\", \"backend\": \"%s\", \"algo\": \"%s\", "
-                 "\"bytes\": %zu, \"graph\": %s, \"oop_us\": %.3f, \"ip_us\": %.3f, \"busbw_gbs\": %.3f, "
-                 "\"wrong\": %llu}\n",
-                 world_, prop_.name, type.c_str(), c.name.c_str(), algo.c_str(), bytes, o_.graph ? "true" : "false",
-                 row.us[0], row.us[1], algbw(row.us[0]) * bus, row.wrong[0] + row.wrong[1]);
+  write_json(c.name, algo, bytes, row, "");
+}
+
+// One JSON line of a row: the keys every row has, then `extra` (", \"key\": value" pairs).
+void PerfRank::write_json(const std::string& backend, const std::string& algo, size_t bytes, const Row& row,
+                          const std::string& extra) const {
+  if (json_ == nullptr) return;
+  const double busbw = double(bytes) / (row.us[0] * 1e-6) / 1e9 * 2.0 * (world_ - 1) / world_;
+  std::fprintf(json_,
+               "{\"world\": %d, \"gpu\": \"%s\", \"dtype\": \"%s\", \"backend\": \"%s\", \"algo\": \"%s\", "
+               "\"bytes\": %zu, \"graph\": %s, \"oop_us\": %.3f, \"ip_us\": %.3f, \"busbw_gbs\": %.3f, "
+               "\"wrong\": %llu%s}\n",
+               world_, prop_.name, std::string(dtype_name(o_.dtype)).c_str(), backend.c_str(), algo.c_str(), bytes,
+               o_.graph ? "true" : "false", row.us[0], row.us[1], busbw, row.wrong[0] + row.wrong[1], extra.c_str());
 }
 
 // Every algorithm the communicator can run at this size, forced, out of place, and NCCL.
@@ -374,14 +383,9 @@ void PerfRank::report_norm(const Communicator& c, const char* op, const NormCase
               algbw(row.us[0]) * bus, row.wrong[0], row.us[1], algbw(row.us[1]), algbw(row.us[1]) * bus, row.wrong[1],
               ratio);
   std::fflush(stdout);
-  if (json_ != nullptr)
-    std::fprintf(json_,
-                 "{\"world\": %d, \"gpu\": \"%s\", \"dtype\": \"%s\", \"backend\": \"%s\", \"algo\": \"%s\", "
-                 "\"bytes\": %zu, \"graph\": %s, \"oop_us\": %.3f, \"ip_us\": %.3f, \"busbw_gbs\": %.3f, "
-                 "\"wrong\": %llu, \"tokens\": %zu, \"hidden\": %zu, \"op\": \"%s\", \"fp8\": %s}\n",
-                 world_, prop_.name, type.c_str(), backend.c_str(), algo.c_str(), bytes, o_.graph ? "true" : "false",
-                 row.us[0], row.us[1], algbw(row.us[0]) * bus, row.wrong[0] + row.wrong[1], nc.tokens, nc.hidden, op,
-                 o_.fp8 ? "true" : "false");
+  write_json(backend, algo, bytes, row,
+             ", \"tokens\": " + std::to_string(nc.tokens) + ", \"hidden\": " + std::to_string(nc.hidden) +
+                 ", \"op\": \"" + op + "\", \"fp8\": " + (o_.fp8 ? "true" : "false"));
 }
 
 // Per shape: NCCL's all-reduce then customar's norm kernel (a communicator capped at NCCL, on the same NCCL

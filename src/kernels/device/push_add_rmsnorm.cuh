@@ -89,17 +89,17 @@ __device__ __forceinline__ void push_add_rmsnorm_body(const DeviceHandle& h, con
     const unsigned buf = static_cast<unsigned>(word & 3u);
     const size_t last = static_cast<size_t>(word >> 8);
 
-    // Send. A block with one row keeps its share in registers for the receive; otherwise it reads it again.
-    uint4 own[kRowMaxVecs];
+    // Send. The receive reads this rank's share again from `in` (a cache hit): keeping it in registers instead made
+    // the kernel spill at 8 ranks.
     for (unsigned row = blockIdx.x; row < c.tokens; row += gridDim.x) {
 #pragma unroll
       for (unsigned k = 0; k < kRowMaxVecs; ++k) {
         if (!holds(k, vecs)) continue;
         const size_t i = size_t(row) * vecs + vec_of(k);
-        own[k] = as_sent<T>(in[i]);
+        const uint4 v = as_sent<T>(in[i]);
 #pragma unroll
         for (int r = 0; r < W; ++r)
-          if (r != h.rank) st_volatile_v4(push_slot(h, r, buf, h.rank) + i, own[k]);
+          if (r != h.rank) st_volatile_v4(push_slot(h, r, buf, h.rank) + i, v);
       }
     }
     pdl_launch_dependents<kPdl>();
@@ -109,27 +109,15 @@ __device__ __forceinline__ void push_add_rmsnorm_body(const DeviceHandle& h, con
     const uint4* slot[W];
 #pragma unroll
     for (int r = 0; r < W; ++r) slot[r] = r == h.rank ? nullptr : push_slot(h, h.rank, buf, r);
-    const bool one_row = gridDim.x >= c.tokens;
     const float qf = quant_factor(c);
-    const uint4* res = static_cast<const uint4*>(c.residual_in);
     for (unsigned row = blockIdx.x; row < c.tokens; row += gridDim.x) {
       uint4 x[kRowMaxVecs];
-      float ss = 0.f;
-      bool ok = true;
-#pragma unroll
-      for (unsigned k = 0; k < kRowMaxVecs; ++k) {
-        if (!holds(k, vecs) || !ok) continue;
-        const size_t i = size_t(row) * vecs + vec_of(k);
-        const uint4 residual = res[i];  // in flight while the peers' vectors are polled
-        float acc[Elem<T>::kPerVec] = {};
-        ok = fused_push_receive<T, W>(h, slot, i, one_row ? own[k] : as_sent<T>(in[i]), acc);
-        x[k] = add_residual<T>(acc, residual);
-        ss = sum_squares<T>(ss, x[k]);
-      }
+      float ss;
+      const bool ok = residual_row<T>(c, row, x, ss, [&](size_t i, auto& acc) {
+        return fused_push_receive<T, W>(h, slot, i, as_sent<T>(in[i]), acc);
+      });
       if (__syncthreads_or(!ok)) break;
-#pragma unroll
-      for (unsigned k = 0; k < kRowMaxVecs; ++k)
-        if (holds(k, vecs)) static_cast<uint4*>(c.residual_out)[size_t(row) * vecs + vec_of(k)] = x[k];
+      store_row(c.residual_out, row, vecs, x);
       store_norm_row<T>(c, row, x, ss, qf, red, nullptr);
     }
     fused_push_record(h, nvec, buf);

@@ -102,9 +102,39 @@ __device__ __forceinline__ void store_norm_row(const NormCall& c, unsigned row, 
   }
 }
 
+// This thread's vectors of residual_out for `row`, into x[]: the all-reduced sum, which `sum(i, acc)` adds into acc in
+// fp32 for the vector of message index i, plus residual_in, rounded once; `ss` receives their sum of squares. `sum`
+// returns false when a wait gave up: the rest of the row is skipped, and so returns this function.
+template <typename T, typename Sum>
+__device__ __forceinline__ bool residual_row(const NormCall& c, unsigned row, uint4 (&x)[kRowMaxVecs], float& ss,
+                                             Sum&& sum) {
+  const unsigned vecs = row_vecs(c.hidden);
+  const uint4* res = static_cast<const uint4*>(c.residual_in);
+  ss = 0.f;
+  bool ok = true;
+#pragma unroll
+  for (unsigned k = 0; k < kRowMaxVecs; ++k) {
+    if (!holds(k, vecs) || !ok) continue;
+    const size_t i = size_t(row) * vecs + vec_of(k);
+    const uint4 residual = res[i];  // in flight while the sum is gathered
+    float acc[Elem<T>::kPerVec] = {};
+    ok = sum(i, acc);
+    x[k] = add_residual<T>(acc, residual);
+    ss = sum_squares<T>(ss, x[k]);
+  }
+  return ok;
+}
+
+// x[] as row `row` of `to`, a row-major tensor of 16-byte vectors.
+__device__ __forceinline__ void store_row(void* to, unsigned row, unsigned vecs, const uint4 (&x)[kRowMaxVecs]) {
+#pragma unroll
+  for (unsigned k = 0; k < kRowMaxVecs; ++k)
+    if (holds(k, vecs)) static_cast<uint4*>(to)[size_t(row) * vecs + vec_of(k)] = x[k];
+}
+
 // The norm kernel's body (all-reduce, then this): c.in holds the all-reduced sums; rows blockIdx.x, + gridDim.x, ...
-// Reads of a row come before its writes (block_sum sits between), so residual_out may be residual_in and norm_out
-// may be c.in.
+// Each thread reads a vector before it writes it, and the norm is written after block_sum, so residual_out may be
+// residual_in and norm_out may be c.in.
 template <typename T, bool kPdl>
 __device__ __forceinline__ void add_rmsnorm_body(const NormCall& c) {
   __shared__ float red[kRowMaxThreads / 32];
@@ -112,23 +142,14 @@ __device__ __forceinline__ void add_rmsnorm_body(const NormCall& c) {
   const unsigned vecs = row_vecs(c.hidden);
   const float qf = quant_factor(c);
   const uint4* in = static_cast<const uint4*>(c.in);
-  const uint4* res = static_cast<const uint4*>(c.residual_in);
   for (unsigned row = blockIdx.x; row < c.tokens; row += gridDim.x) {
     uint4 x[kRowMaxVecs];
-    float ss = 0.f;
-#pragma unroll
-    for (unsigned k = 0; k < kRowMaxVecs; ++k) {
-      if (!holds(k, vecs)) continue;
-      const size_t i = size_t(row) * vecs + vec_of(k);
-      float acc[Elem<T>::kPerVec] = {};
+    float ss;
+    residual_row<T>(c, row, x, ss, [&](size_t i, auto& acc) {
       accumulate<T>(acc, in[i]);
-      x[k] = add_residual<T>(acc, res[i]);
-      ss = sum_squares<T>(ss, x[k]);
-    }
-    // Each thread writes back only the vectors it read, so an in-place residual is safe before the reduction.
-#pragma unroll
-    for (unsigned k = 0; k < kRowMaxVecs; ++k)
-      if (holds(k, vecs)) static_cast<uint4*>(c.residual_out)[size_t(row) * vecs + vec_of(k)] = x[k];
+      return true;
+    });
+    store_row(c.residual_out, row, vecs, x);
     store_norm_row<T>(c, row, x, ss, qf, red, nullptr);
   }
 }

@@ -36,27 +36,20 @@ __device__ __forceinline__ void twoshot_norm_rows(const DeviceHandle& h, const N
                                                   float* red) {
   const unsigned vecs = row_vecs(c.hidden);
   const float qf = quant_factor(c);
-  const uint4* res = static_cast<const uint4*>(c.residual_in);
   const RowRange part = row_part(c.tokens, W, h.rank);
   for (unsigned row = part.beg + blockIdx.x; row < part.end; row += gridDim.x) {
     uint4 x[kRowMaxVecs];
-    float ss = 0.f;
-#pragma unroll
-    for (unsigned k = 0; k < kRowMaxVecs; ++k) {
-      if (!holds(k, vecs)) continue;
-      const size_t i = size_t(row) * vecs + vec_of(k);
-      const uint4 residual = res[i];
+    float ss;
+    residual_row<T>(c, row, x, ss, [&](size_t i, auto& acc) {
       uint4 v[W];
 #pragma unroll
       for (int r = 0; r < W; ++r) v[r] = __ldcg(src[r] + i);  // all loads in flight before the first add
-      float acc[Elem<T>::kPerVec] = {};
 #pragma unroll
       for (int r = 0; r < W; ++r) accumulate<T>(acc, v[r]);
-      x[k] = add_residual<T>(acc, residual);
-      ss = sum_squares<T>(ss, x[k]);
-      static_cast<uint4*>(c.residual_out)[i] = x[k];
-      mine[i] = x[k];
-    }
+      return true;
+    });
+    store_row(c.residual_out, row, vecs, x);
+    store_row(mine, row, vecs, x);
     store_norm_row<T>(c, row, x, ss, qf, red, norm_stage);
   }
 }

@@ -8,9 +8,11 @@ namespace customar::detail {
 
 namespace {
 
-// PDL-aware on every launch: without the launch attribute the wait returns at once.
+// PDL-aware on every launch: without the launch attribute the wait returns at once. Two 512-thread blocks per SM (at
+// most 64 registers a thread): at hidden 4096 a thread holds one vector of a row, and one block per SM would keep too
+// few loads in flight to approach memory bandwidth.
 template <typename T>
-__global__ void __launch_bounds__(kRowMaxThreads) add_rmsnorm_kernel_of(const __grid_constant__ NormCall c) {
+__global__ void __launch_bounds__(kRowMaxThreads, 2) add_rmsnorm_kernel_of(const __grid_constant__ NormCall c) {
   add_rmsnorm_body<T, true>(c);
 }
 
