@@ -5,6 +5,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -48,6 +49,8 @@ struct FusedCtx {
   CheckResult* plain_res = nullptr;
   int passed = 0, failed = 0;
   uint64_t seed = 4321;
+  // This rank's largest residual_out error on the one-rounding paths (fused, or world size 1), in units of 2^-p |ref|.
+  double worst_residual_ulps = 0;
 
   void record(bool ok, const std::string& what) {
     ok ? ++passed : ++failed;
@@ -118,6 +121,7 @@ struct FusedCtx {
     check_norm_async(nc, a.residual_out, a.norm_out, s, res);
     const NormCheckResult r = read_norm_result(res, s);
     if (checksum != nullptr) *checksum = r.checksum;
+    if (nc.sum_roundings == 0) worst_residual_ulps = std::max(worst_residual_ulps, r.max_residual_ulps);
     return agree(r, identical, why);
   }
 

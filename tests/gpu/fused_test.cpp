@@ -15,6 +15,7 @@
 //   fused_test [-n N | --virtual N [--partition auto|green|capped]] [--quick|--smoke]
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -320,8 +321,13 @@ void run_cases(FusedCtx& x, std::optional<Backend> cap, const char* label) {
     graph_replay(x, comm);
   }
   if (!x.opt.smoke) bad_input(x, comm);
+  double worst = 0;
+  for (double w : all_gather_value(x.g, x.worst_residual_ulps)) worst = std::max(worst, w);
+  x.worst_residual_ulps = 0;
   if (x.rank == 0)
-    std::printf("[world %d] %s: %s\n", x.world, label, x.failed == failed_before ? "all cases pass" : "FAILURES");
+    std::printf(
+        "[world %d] %s: %s; largest residual_out error of the one-rounding paths %.3f x 2^-p |ref| (1: a rounding)\n",
+        x.world, label, x.failed == failed_before ? "all cases pass" : "FAILURES", worst);
   std::fflush(stdout);
 }
 

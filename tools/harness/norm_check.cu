@@ -59,8 +59,11 @@ __device__ double check_residual_row(const NormCase& c, const T* res_out, size_t
     const double ref = sum + rin;
     const double got = to_d(res_out[i]);
     const double err = fabs(got - ref);
-    const double tol = u * fabs(ref) + c.sum_roundings * u * mag + (c.world + 2) * ldexp(1.0, -24) * (mag + fabs(rin)) +
-                       subnormal_error<T>();
+    // One rounding of the result, each rounding of the sum (which the result's rounding then sees once more: 1 + u),
+    // and the fp32 additions.
+    const double tol = u * fabs(ref) + c.sum_roundings * u * (1 + u) * mag +
+                       (c.world + 2) * ldexp(1.0, -24) * (mag + fabs(rin)) +
+                       (1 + c.sum_roundings) * subnormal_error<T>();
     if (!(err <= tol)) t.bad(&t.wrong_residual, i);  // written so that NaN (poison left in place) fails
     if (fabs(ref) > 1e-3) t.max_ulps = fmax(t.max_ulps, err / (u * fabs(ref)));
     ss += got * got;
