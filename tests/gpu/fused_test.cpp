@@ -9,6 +9,7 @@
 //                    rotating buffers, state slots and re-arm, and the barrier kernels' epochs, shared by both.
 //   graph_replay     fused and plain calls captured in one CUDA graph, replayed with new inputs and a new scale.
 //   bad_input        clear InvalidArgument errors, and the communicator still works.
+//   check_mode       (CUSTOMAR_CHECK=1) ranks that pass different shapes get InvalidArgument on every rank.
 // Every output is poisoned (NaN) first and checked against a float64 reference; every rank's outputs must be bitwise
 // identical (but after a real NCCL all-reduce).
 //
@@ -24,6 +25,7 @@
 
 #include "check_kernels.h"
 #include "customar/communicator.h"
+#include "customar/env.h"
 #include "fused_harness.h"
 #include "world.h"
 
@@ -304,6 +306,19 @@ void bad_input(FusedCtx& x, Communicator& comm) {
   x.check_call(comm, good, "after bad_input");
 }
 
+// With CUSTOMAR_CHECK=1 a shape that differs on one rank is caught on every rank before anything runs.
+void check_mode(FusedCtx& x, Communicator& comm) {
+  const FusedCall c = variant(0, x.rank == 0 ? 8 : 16, 4096);
+  bool threw = false;
+  try {
+    comm.all_reduce_add_rmsnorm(x.bufs.args(x.next_case(comm, c), false), x.s);
+  } catch (const InvalidArgument& e) {
+    threw = std::string(e.what()).find("CUSTOMAR_CHECK") != std::string::npos;
+  }
+  x.record(threw, "check_mode: different shapes rejected on every rank");
+  x.check_call(comm, variant(0, 8, 4096), "check_mode, afterwards");
+}
+
 // Every case on one communicator of the given backend cap.
 void run_cases(FusedCtx& x, std::optional<Backend> cap, const char* label) {
   CommOptions o;
@@ -321,6 +336,7 @@ void run_cases(FusedCtx& x, std::optional<Backend> cap, const char* label) {
     graph_replay(x, comm);
   }
   if (!x.opt.smoke) bad_input(x, comm);
+  if (env().check && x.world > 1) check_mode(x, comm);
   double worst = 0;
   for (double w : all_gather_value(x.g, x.worst_residual_ulps)) worst = std::max(worst, w);
   x.worst_residual_ulps = 0;
