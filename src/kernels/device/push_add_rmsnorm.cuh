@@ -45,25 +45,34 @@ __device__ __forceinline__ void fused_push_rearm(const DeviceHandle& h, unsigned
   }
 }
 
-// acc = sum over ranks, in rank order, of vector i: this rank's own share `mine`, the peers' from their slots, polled
-// until every lane arrived. False when the wait gave up (the communicator is then marked failed).
+// acc = sum over ranks, in rank order, of vector i: this rank's own share `mine`, the peers' from their slots. Every
+// peer's slot is loaded before any is tested, and each spin polls every peer still pending, so the polls overlap; the
+// rare part of the wait (wait_expired, for the lowest pending rank, as the plain push would name it) has one call site
+// per vector. False when the wait gave up (the communicator is then marked failed).
 template <typename T, int W>
 __device__ __forceinline__ bool fused_push_receive(const DeviceHandle& h, const uint4* const (&slot)[W], size_t i,
                                                    const uint4& mine, float (&acc)[Elem<T>::kPerVec]) {
   uint4 got[W];
+  unsigned pending = 0;
 #pragma unroll
   for (int r = 0; r < W; ++r) got[r] = r == h.rank ? mine : ld_volatile_v4(slot[r] + i);
 #pragma unroll
-  for (int r = 0; r < W; ++r) {
-    CallState s;  // wait_expired's abort flag; this kernel carries its abort in the return value
-    uint64_t start = 0;
-    for (uint32_t spins = 1; !vec_ready<T>(got[r]); ++spins) {
+  for (int r = 0; r < W; ++r)
+    if (r != h.rank && !vec_ready<T>(got[r])) pending |= 1u << r;
+  CallState s;  // wait_expired's abort flag; this kernel carries its abort in the return value
+  uint64_t start = 0;
+  for (uint32_t spins = 1; pending != 0; ++spins) {
+#pragma unroll
+    for (int r = 0; r < W; ++r) {
+      if ((pending & (1u << r)) == 0) continue;
       got[r] = ld_volatile_v4(slot[r] + i);
-      if (spins % kPollCheckSpins != 0) continue;
-      if (wait_expired(h, h.regions[h.rank], s, r, start)) return false;
+      if (vec_ready<T>(got[r])) pending &= ~(1u << r);
     }
-    accumulate<T>(acc, got[r]);
+    if (pending == 0 || spins % kPollCheckSpins != 0) continue;
+    if (wait_expired(h, h.regions[h.rank], s, __ffs(pending) - 1, start)) return false;
   }
+#pragma unroll
+  for (int r = 0; r < W; ++r) accumulate<T>(acc, got[r]);
   return true;
 }
 
@@ -113,7 +122,9 @@ __device__ __forceinline__ void push_add_rmsnorm_body(const DeviceHandle& h, con
     for (unsigned row = blockIdx.x; row < c.tokens; row += gridDim.x) {
       uint4 x[kRowMaxVecs];
       float ss;
-      const bool ok = residual_row<T>(c, row, x, ss, [&](size_t i, auto& acc) {
+      // Not unrolled: the poll is most of the kernel's code, and four copies of it cost 1 s of NVRTC time per module
+      // at 8 ranks; x[] then lives in local memory, written once and read back once by the norm.
+      const bool ok = residual_row<T, 1>(c, row, x, ss, [&](size_t i, auto& acc) {
         return fused_push_receive<T, W>(h, slot, i, as_sent<T>(in[i]), acc);
       });
       if (__syncthreads_or(!ok)) break;

@@ -104,15 +104,17 @@ __device__ __forceinline__ void store_norm_row(const NormCall& c, unsigned row, 
 
 // This thread's vectors of residual_out for `row`, into x[]: the all-reduced sum, which `sum(i, acc)` adds into acc in
 // fp32 for the vector of message index i, plus residual_in, rounded once; `ss` receives their sum of squares. `sum`
-// returns false when a wait gave up: the rest of the row is skipped, and so returns this function.
-template <typename T, typename Sum>
+// returns false when a wait gave up: the rest of the row is skipped, and so returns this function. kUnroll: how far the
+// loop over a thread's vectors unrolls (kRowMaxVecs: fully, x[] in registers; 1: x[] in local memory, for a `sum`
+// whose code is long).
+template <typename T, int kUnroll = kRowMaxVecs, typename Sum>
 __device__ __forceinline__ bool residual_row(const NormCall& c, unsigned row, uint4 (&x)[kRowMaxVecs], float& ss,
                                              Sum&& sum) {
   const unsigned vecs = row_vecs(c.hidden);
   const uint4* res = static_cast<const uint4*>(c.residual_in);
   ss = 0.f;
   bool ok = true;
-#pragma unroll
+#pragma unroll kUnroll
   for (unsigned k = 0; k < kRowMaxVecs; ++k) {
     if (!holds(k, vecs) || !ok) continue;
     const size_t i = size_t(row) * vecs + vec_of(k);
