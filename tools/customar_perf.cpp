@@ -3,6 +3,7 @@
 //
 //   customar-perf [-g N] [-b MIN] [-e MAX] [-f FACTOR] [-n ITERS] [-w WARMUP] [-r REPLAYS] [-c 0|1] [-G 0|1]
 //                 [-d bf16|fp16|fp32] [-k auto|v2|v1|nccl|nccl-symm|all] [-J FILE] [--tune [FILE]]
+//                 [--fused [--fp8] | --norm-only [--fp8]]
 //
 // Backends: auto (what customar picks), v2 / v1 (that backend forced; v1 by CommOptions::max_backend), nccl (its own
 // communicator, ordinary buffers), nccl-symm (NCCL's symmetric-memory kernels on ncclMemAlloc'ed, window-registered
@@ -14,6 +15,13 @@
 // Results are checked against a float64 reference (-c 1) before timing. --tune measures every algorithm at every
 // size and writes the thresholds that lose least to the best one (config/tune.h) into FILE (default: the tuned
 // config that global_config() loads, <cache dir>/tuned-config.json).
+//
+// --fused: all-reduce + residual add + RMSNorm (Communicator::all_reduce_add_rmsnorm) for tokens {1, 8, 32, 128, 512,
+// 2048} x hidden {4096, 8192} (-d bf16 or fp16; --fp8: e4m3 norm output): customar's call as planned (op "fused"),
+// customar's all-reduce then its norm kernel (op "unfused", backend auto) and NCCL's all-reduce then the same kernel
+// (op "unfused", backend nccl), each checked first, timed the same way; bytes = tokens x hidden x 2, the all-reduce's
+// message. --norm-only: the norm kernel alone on one GPU (a world of one rank), its time and the memory bandwidth it
+// reaches (bytes read and written / time), for the same shapes.
 #include <cuda_runtime_api.h>
 #include <unistd.h>
 
@@ -35,6 +43,7 @@
 #include "customar/launcher.h"
 #include "graph_timing.h"
 #include "nccl/nccl_loader.h"
+#include "norm_check.h"
 
 using namespace customar;
 using namespace customar::test;
@@ -42,11 +51,11 @@ using namespace customar::test;
 namespace {
 
 // NCCL is the process's (nccl/nccl_loader.h): the same library customar's own NCCL path drives.
-#define PERF_NCCL(call)                                                                                  \
-  do {                                                                                                   \
-    detail::NcclResult r_ = (call);                                                                      \
-    if (r_ != detail::kNcclSuccess)                                                                      \
-      throw std::runtime_error(std::string(#call) + ": " + detail::nccl_api().ncclGetErrorString(r_));   \
+#define PERF_NCCL(call)                                                                                \
+  do {                                                                                                 \
+    detail::NcclResult r_ = (call);                                                                    \
+    if (r_ != detail::kNcclSuccess)                                                                    \
+      throw std::runtime_error(std::string(#call) + ": " + detail::nccl_api().ncclGetErrorString(r_)); \
   } while (0)
 
 struct Options {
@@ -60,7 +69,14 @@ struct Options {
   std::string json;
   bool tune = false;
   std::string tune_file;
+  bool fused = false;      // --fused
+  bool norm_only = false;  // --norm-only
+  bool fp8 = false;        // --fp8: e4m3 norm output
 };
+
+// The shapes of --fused and --norm-only: decode to prefill token counts at two common hidden sizes.
+const size_t kNormTokens[] = {1, 8, 32, 128, 512, 2048};
+const size_t kNormHidden[] = {4096, 8192};
 
 // Enqueues one all-reduce of the current size on a stream.
 using Issue = std::function<void(const void* in, void* out, cudaStream_t)>;
@@ -91,8 +107,15 @@ class PerfRank {
   void print_header() const;
   Issue issue_for(const Candidate& c, size_t count) const;
   double time_call(const Issue& issue, const void* in, void* out);
+  double time_issue(const std::function<void()>& issue);
+  int run_fused();
+  NormCase norm_case(const Communicator& c, size_t tokens, size_t hidden) const;
+  Row measure_norm(Communicator& c, const NormCase& nc);
+  void report_norm(const Communicator& c, const char* op, const NormCase& nc, const Row& row, double nccl_us);
   Row measure(const Candidate& c, size_t bytes);
   void report(const Candidate& c, size_t bytes, const Row& row, double nccl_us);
+  void write_json(const std::string& backend, const std::string& algo, size_t bytes, const Row& row,
+                  const std::string& extra) const;
   SizeTiming tune_at(size_t bytes);
   void finish(const std::vector<SizeTiming>& tune) const;
 
@@ -106,7 +129,9 @@ class PerfRank {
   cudaStream_t s_ = nullptr;
   void *in_ = nullptr, *out_ = nullptr;
   CheckResult* res_ = nullptr;
-  std::unique_ptr<Communicator> comm_, comm_v1_;
+  std::unique_ptr<Communicator> comm_, comm_v1_, comm_nccl_;
+  std::unique_ptr<NormBuffers> norm_bufs_;
+  NormCheckResult* norm_res_ = nullptr;
   std::vector<Candidate> candidates_;
   void *sin_ = nullptr, *sout_ = nullptr;
   detail::NcclWindow win_in_{}, win_out_{};
@@ -195,13 +220,15 @@ Issue PerfRank::issue_for(const Candidate& c, size_t count) const {
 }
 
 double PerfRank::time_call(const Issue& issue, const void* in, void* out) {
-  if (o_.graph)
-    return time_graph(
-        g_, [&] { issue(in, out, s_); }, o_.iters, o_.warmup, o_.replays, s_);
-  for (int w = 0; w < o_.warmup * o_.iters; ++w) issue(in, out, s_);
+  return time_issue([&] { issue(in, out, s_); });
+}
+
+double PerfRank::time_issue(const std::function<void()>& issue) {
+  if (o_.graph) return time_graph(g_, issue, o_.iters, o_.warmup, o_.replays, s_);
+  for (int w = 0; w < o_.warmup * o_.iters; ++w) issue();
   TEST_CUDA(cudaStreamSynchronize(s_));
   auto round = [&] {
-    for (int i = 0; i < o_.iters; ++i) issue(in, out, s_);
+    for (int i = 0; i < o_.iters; ++i) issue();
   };
   return time_rounds(g_, round, o_.iters, o_.replays, s_);
 }
@@ -244,13 +271,20 @@ void PerfRank::report(const Candidate& c, size_t bytes, const Row& row, double n
               type.c_str(), "sum", c.name.c_str(), algo.c_str(), row.us[0], algbw(row.us[0]), algbw(row.us[0]) * bus,
               row.wrong[0], row.us[1], algbw(row.us[1]), algbw(row.us[1]) * bus, row.wrong[1], ratio);
   std::fflush(stdout);
-  if (json_ != nullptr)
-    std::fprintf(json_,
-                 "{\"world\": %d, \"gpu\": \"%s\", \"dtype\": \"%s\", \"backend\": \"%s\", \"algo\": \"%s\", "
-                 "\"bytes\": %zu, \"graph\": %s, \"oop_us\": %.3f, \"ip_us\": %.3f, \"busbw_gbs\": %.3f, "
-                 "\"wrong\": %llu}\n",
-                 world_, prop_.name, type.c_str(), c.name.c_str(), algo.c_str(), bytes, o_.graph ? "true" : "false",
-                 row.us[0], row.us[1], algbw(row.us[0]) * bus, row.wrong[0] + row.wrong[1]);
+  write_json(c.name, algo, bytes, row, "");
+}
+
+// One JSON line of a row: the keys every row has, then `extra` (", \"key\": value" pairs).
+void PerfRank::write_json(const std::string& backend, const std::string& algo, size_t bytes, const Row& row,
+                          const std::string& extra) const {
+  if (json_ == nullptr) return;
+  const double busbw = double(bytes) / (row.us[0] * 1e-6) / 1e9 * 2.0 * (world_ - 1) / world_;
+  std::fprintf(json_,
+               "{\"world\": %d, \"gpu\": \"%s\", \"dtype\": \"%s\", \"backend\": \"%s\", \"algo\": \"%s\", "
+               "\"bytes\": %zu, \"graph\": %s, \"oop_us\": %.3f, \"ip_us\": %.3f, \"busbw_gbs\": %.3f, "
+               "\"wrong\": %llu%s}\n",
+               world_, prop_.name, std::string(dtype_name(o_.dtype)).c_str(), backend.c_str(), algo.c_str(), bytes,
+               o_.graph ? "true" : "false", row.us[0], row.us[1], busbw, row.wrong[0] + row.wrong[1], extra.c_str());
 }
 
 // Every algorithm the communicator can run at this size, forced, out of place, and NCCL.
@@ -293,8 +327,106 @@ void PerfRank::finish(const std::vector<SizeTiming>& tune) const {
   }
 }
 
+// ---- --fused ------------------------------------------------------------------------------------------------------
+
+// The reference of one call as `c` runs it: the sum is rounded once more before the residual on the unfused path
+// (customar's all-reduce), once per hop after NCCL's.
+NormCase PerfRank::norm_case(const Communicator& c, size_t tokens, size_t hidden) const {
+  NormCase nc;
+  nc.dtype = o_.dtype;
+  nc.tokens = tokens;
+  nc.hidden = hidden;
+  nc.world = world_;
+  nc.fp8 = o_.fp8;
+  nc.scale = 1.0f / 64;
+  nc.seed = mix(tokens * 131 + hidden);
+  if (c.norm_path_for(tokens, hidden, o_.dtype, o_.fp8) == NormPath::kUnfused)
+    nc.sum_roundings = c.algo_for(tokens * hidden, o_.dtype) == Algo::kNccl ? world_ : 1;
+  return nc;
+}
+
+// Checks the call once against the float64 reference (outputs poisoned first), then times it; out of place, then in
+// place (residual_out = residual_in, norm_out = in unless e4m3).
+Row PerfRank::measure_norm(Communicator& c, const NormCase& nc) {
+  Row row;
+  for (int inplace = 0; inplace < 2; ++inplace) {
+    const AddRmsNormArgs args = norm_bufs_->args(nc, inplace != 0);
+    if (o_.check) {
+      norm_bufs_->prepare(nc, inplace != 0, rank_, s_);
+      c.all_reduce_add_rmsnorm(args, s_);
+      reset_norm_result(norm_res_, s_);
+      check_norm_async(nc, args.residual_out, args.norm_out, s_, norm_res_);
+      const NormCheckResult r = read_norm_result(norm_res_, s_);
+      for (auto w : all_gather_value(g_, r.wrong_residual + r.wrong_norm)) row.wrong[inplace] += w;
+      total_wrong_ += static_cast<long>(row.wrong[inplace]);
+    }
+    row.us[inplace] = time_issue([&] { c.all_reduce_add_rmsnorm(args, s_); });
+  }
+  return row;
+}
+
+void PerfRank::report_norm(const Communicator& c, const char* op, const NormCase& nc, const Row& row, double nccl_us) {
+  const size_t bytes = nc.tokens * nc.hidden * 2;
+  const NormPath path = c.norm_path_for(nc.tokens, nc.hidden, o_.dtype, o_.fp8);
+  const std::string algo = path == NormPath::kUnfused
+                               ? "unfused:" + std::string(algo_name(c.algo_for(nc.tokens * nc.hidden, o_.dtype)))
+                               : norm_path_name(path);
+  const std::string backend = c.backend() == Backend::kNccl ? "nccl" : "auto";
+  auto algbw = [&](double us) { return double(bytes) / (us * 1e-6) / 1e9; };
+  const double bus = 2.0 * (world_ - 1) / world_;
+  if (rank_ != 0) return;
+  char ratio[16] = "-";
+  if (nccl_us > 0 && backend != "nccl") std::snprintf(ratio, sizeof(ratio), "%.2f", row.us[0] / nccl_us);
+  const std::string type(dtype_name(o_.dtype));
+  std::printf("%6zu %6zu %10zu %5s %-7s %-8s %-22s %9.2f %7.2f %7.2f %6llu %9.2f %7.2f %7.2f %6llu %8s\n", nc.tokens,
+              nc.hidden, bytes, type.c_str(), backend.c_str(), op, algo.c_str(), row.us[0], algbw(row.us[0]),
+              algbw(row.us[0]) * bus, row.wrong[0], row.us[1], algbw(row.us[1]), algbw(row.us[1]) * bus, row.wrong[1],
+              ratio);
+  std::fflush(stdout);
+  write_json(backend, algo, bytes, row,
+             ", \"tokens\": " + std::to_string(nc.tokens) + ", \"hidden\": " + std::to_string(nc.hidden) +
+                 ", \"op\": \"" + op + "\", \"fp8\": " + (o_.fp8 ? "true" : "false"));
+}
+
+// Per shape: NCCL's all-reduce then customar's norm kernel (a communicator capped at NCCL, on the same NCCL
+// communicator), customar's all-reduce then the norm kernel (the path forced unfused), and customar's call as planned.
+int PerfRank::run_fused() {
+  CommOptions nopt;
+  nopt.nccl_comm = nccl_;
+  nopt.max_backend = Backend::kNccl;
+  comm_nccl_ = std::make_unique<Communicator>(g_, rank_, nopt);
+  norm_bufs_ =
+      std::make_unique<NormBuffers>(kNormTokens[std::size(kNormTokens) - 1] * kNormHidden[std::size(kNormHidden) - 1]);
+  TEST_CUDA(cudaMalloc(reinterpret_cast<void**>(&norm_res_), sizeof(NormCheckResult)));
+  if (rank_ == 0) {
+    std::printf("# customar-perf --fused: %d x %s, %s in, %s norm out, %s, %d iters x %d replays, worst rank\n", world_,
+                prop_.name, std::string(dtype_name(o_.dtype)).c_str(),
+                o_.fp8 ? "e4m3" : std::string(dtype_name(o_.dtype)).c_str(), o_.graph ? "CUDA graph" : "eager",
+                o_.iters, o_.replays);
+    std::printf("# customar: %s (%s)\n", std::string(backend_name(comm_->backend())).c_str(), comm_->reason().c_str());
+    std::printf("#%5s %6s %10s %5s %-7s %-8s %-22s %9s %7s %7s %6s %9s %7s %7s %6s %8s\n", "tokens", "hidden", "bytes",
+                "type", "backend", "op", "path", "oop(us)", "algbw", "busbw", "#wrong", "ip(us)", "algbw", "busbw",
+                "#wrong", "vs nccl");
+  }
+  for (size_t hidden : kNormHidden)
+    for (size_t tokens : kNormTokens) {
+      const NormCase nccl_case = norm_case(*comm_nccl_, tokens, hidden);
+      const Row nccl = measure_norm(*comm_nccl_, nccl_case);
+      report_norm(*comm_nccl_, "unfused", nccl_case, nccl, -1);
+      comm_->set_norm_path(NormPath::kUnfused);
+      const NormCase unfused_case = norm_case(*comm_, tokens, hidden);
+      report_norm(*comm_, "unfused", unfused_case, measure_norm(*comm_, unfused_case), nccl.us[0]);
+      comm_->set_norm_path(std::nullopt);
+      const NormCase fused_case = norm_case(*comm_, tokens, hidden);
+      report_norm(*comm_, "fused", fused_case, measure_norm(*comm_, fused_case), nccl.us[0]);
+    }
+  finish({});
+  return total_wrong_ == 0 ? 0 : 1;
+}
+
 int PerfRank::run() {
   set_up();
+  if (o_.fused) return run_fused();
   add_candidates();
   print_header();
   std::vector<SizeTiming> tune;
@@ -316,7 +448,10 @@ int PerfRank::run() {
 PerfRank::~PerfRank() {
   if (json_ != nullptr) std::fclose(json_);
   comm_v1_.reset();
+  comm_nccl_.reset();
   comm_.reset();
+  norm_bufs_.reset();
+  (void)cudaFree(norm_res_);
   if (sin_ != nullptr) {
     (void)nc_.ncclCommWindowDeregister(nccl_, win_in_);
     (void)nc_.ncclCommWindowDeregister(nccl_, win_out_);
@@ -328,6 +463,75 @@ PerfRank::~PerfRank() {
   (void)cudaFree(out_);
   (void)cudaFree(res_);
   if (s_ != nullptr) (void)cudaStreamDestroy(s_);
+}
+
+// --norm-only: the norm kernel alone, on one GPU (a world of one rank has nothing to all-reduce), against the memory
+// bandwidth it reaches: bytes read (in, residual_in, gamma) and written (residual_out, norm_out) per microsecond.
+int run_norm_only(Group& g, const Options& o) {
+  TEST_CUDA(cudaSetDevice(0));
+  cudaDeviceProp prop{};
+  TEST_CUDA(cudaGetDeviceProperties(&prop, 0));
+  cudaStream_t s = nullptr;
+  TEST_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  Communicator comm(g, 0);
+  NormBuffers bufs(kNormTokens[std::size(kNormTokens) - 1] * kNormHidden[std::size(kNormHidden) - 1]);
+  NormCheckResult* res = nullptr;
+  TEST_CUDA(cudaMalloc(reinterpret_cast<void**>(&res), sizeof(NormCheckResult)));
+  FILE* json = o.json.empty() ? nullptr : std::fopen(o.json.c_str(), "w");
+  const std::string type(dtype_name(o.dtype));
+  std::printf("# customar-perf --norm-only: %s, %s in, %s out, %s, %d iters x %d replays\n", prop.name, type.c_str(),
+              o.fp8 ? "e4m3" : type.c_str(), o.graph ? "CUDA graph" : "eager", o.iters, o.replays);
+  std::printf("#%5s %6s %12s %9s %8s %6s\n", "tokens", "hidden", "bytes moved", "time(us)", "GB/s", "#wrong");
+  long total_wrong = 0;
+  for (size_t hidden : kNormHidden)
+    for (size_t tokens : kNormTokens) {
+      NormCase nc;
+      nc.dtype = o.dtype;
+      nc.tokens = tokens;
+      nc.hidden = hidden;
+      nc.fp8 = o.fp8;
+      nc.scale = 1.0f / 64;
+      nc.seed = mix(tokens * 131 + hidden);
+      const AddRmsNormArgs a = bufs.args(nc, false);
+      unsigned long long wrong = 0;
+      if (o.check) {
+        bufs.prepare(nc, false, 0, s);
+        comm.all_reduce_add_rmsnorm(a, s);
+        reset_norm_result(res, s);
+        check_norm_async(nc, a.residual_out, a.norm_out, s, res);
+        const NormCheckResult r = read_norm_result(res, s);
+        wrong = r.wrong_residual + r.wrong_norm;
+        total_wrong += static_cast<long>(wrong);
+      }
+      const auto issue = [&] { comm.all_reduce_add_rmsnorm(a, s); };
+      double us = 0;
+      if (o.graph) {
+        us = time_graph(g, issue, o.iters, o.warmup, o.replays, s);
+      } else {
+        us = time_rounds(
+            g,
+            [&] {
+              for (int i = 0; i < o.iters; ++i) issue();
+            },
+            o.iters, o.replays, s);
+      }
+      const size_t moved = tokens * hidden * (2 + 2 + 2 + (o.fp8 ? 1 : 2)) + hidden * 2;
+      const double gbs = double(moved) / (us * 1e3);
+      std::printf("%6zu %6zu %12zu %9.2f %8.1f %6llu\n", tokens, hidden, moved, us, gbs, wrong);
+      std::fflush(stdout);
+      if (json != nullptr)
+        std::fprintf(json,
+                     "{\"world\": 1, \"gpu\": \"%s\", \"dtype\": \"%s\", \"op\": \"add_rmsnorm\", \"fp8\": %s, "
+                     "\"tokens\": %zu, \"hidden\": %zu, \"bytes_moved\": %zu, \"graph\": %s, \"us\": %.3f, "
+                     "\"gbs\": %.1f, \"wrong\": %llu}\n",
+                     prop.name, type.c_str(), o.fp8 ? "true" : "false", tokens, hidden, moved,
+                     o.graph ? "true" : "false", us, gbs, wrong);
+    }
+  std::printf("# Out of bounds values : %ld %s\n", total_wrong, total_wrong == 0 ? "OK" : "FAILED");
+  if (json != nullptr) std::fclose(json);
+  (void)cudaFree(res);
+  (void)cudaStreamDestroy(s);
+  return total_wrong == 0 ? 0 : 1;
 }
 
 size_t parse_size(const std::string& s) {
@@ -347,7 +551,7 @@ void usage() {
       stderr,
       "usage: customar-perf [-g N] [-b MIN] [-e MAX] [-f FACTOR] [-n ITERS] [-w WARMUP] [-r REPLAYS] [-c 0|1]\n"
       "                     [-G 0|1] [-d bf16|fp16|fp32] [-k auto|v2|v1|nccl|nccl-symm|all] [-J FILE]\n"
-      "                     [--tune [FILE]]\n");
+      "                     [--tune [FILE]] [--fused [--fp8] | --norm-only [--fp8]]\n");
 }
 
 DataType parse_dtype(const std::string& d) {
@@ -399,6 +603,12 @@ bool parse_args(int argc, char** argv, Options& o) {
     else if (a == "--tune") {
       o.tune = true;
       if (i + 1 < argc && argv[i + 1][0] != '-') o.tune_file = argv[++i];
+    } else if (a == "--fused") {
+      o.fused = true;
+    } else if (a == "--norm-only") {
+      o.norm_only = true;
+    } else if (a == "--fp8") {
+      o.fp8 = true;
     } else if (a == "-h" || a == "--help") {
       usage();
       return false;
@@ -408,6 +618,11 @@ bool parse_args(int argc, char** argv, Options& o) {
   }
   if (o.factor <= 1 || o.iters < 1 || o.replays < 1 || o.min_bytes < 16 || o.max_bytes < o.min_bytes)
     throw std::runtime_error("need -f > 1, -n >= 1, -r >= 1, 16 <= -b <= -e");
+  if (o.fused && o.norm_only) throw std::runtime_error("--fused and --norm-only: one at a time");
+  if ((o.fused || o.norm_only) && o.tune) throw std::runtime_error("--tune tunes the all-reduce, not --fused");
+  if ((o.fused || o.norm_only) && o.dtype == DataType::kFloat32)
+    throw std::runtime_error("--fused and --norm-only take -d bf16 or fp16");
+  if (o.fp8 && !o.fused && !o.norm_only) throw std::runtime_error("--fp8 goes with --fused or --norm-only");
   return true;
 }
 
@@ -423,6 +638,16 @@ int main(int argc, char** argv) {
     return 2;
   }
   const int gpus = visible_gpu_count();
+  if (o.norm_only) {
+    if (gpus < 1) {
+      std::fprintf(stderr, "customar-perf: --norm-only needs a GPU\n");
+      return 2;
+    }
+    for (const auto& e : launch(
+             1, [&](Group& g) { return run_norm_only(g, o); }, LaunchOptions{580}))
+      if (!e.ok()) return 1;
+    return 0;
+  }
   if (o.gpus == 0) o.gpus = gpus;
   if (o.gpus < 2 || o.gpus > gpus) {
     std::fprintf(stderr, "customar-perf: -g %d needs 2..%d GPUs\n", o.gpus, gpus);

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "customar/dispatch.h"
 #include "customar/group.h"
 #include "customar/types.h"
 
@@ -34,6 +35,44 @@ struct CommOptions {
   /// for V2) of device memory per rank. Must be the same on every rank (ranks that differ get NCCL: region sizes are
   /// compared when the buffers are mapped).
   bool max_buffers = false;
+};
+
+/// One all-reduce + residual add + RMSNorm call (Communicator::all_reduce_add_rmsnorm), the step an inference engine
+/// runs after every attention and MLP block of a tensor-parallel model:
+///   residual_out = allreduce(in) + residual_in
+///   norm_out     = rmsnorm(residual_out) * gamma                       (fp8_out: sat_e4m3(... / *scale))
+/// Tensors are row-major [tokens x hidden] (gamma [hidden]) of `dtype`, contiguous, in device memory, 16-byte
+/// aligned (whole allocations are; a row slice of one stays aligned, since a row is a multiple of 16 bytes).
+///
+/// Rounding (docs/fused-norm.md), with x = residual_out as stored:
+///   residual_out = round(sum of the ranks' `in`, in fp32 in rank order, + residual_in)   -- one rounding, on the
+///                  fused paths; the unfused path rounds the all-reduce's result first (NCCL may round at each hop)
+///   r            = rsqrtf(fp32 sum of x^2 over the row / hidden + eps)
+///   norm_out     = round(x * r * gamma)                                (fp32 products, one rounding)
+///   fp8 norm_out = sat_e4m3(x * r * gamma * (1 / *scale))              (round to nearest even, saturated to +-448)
+/// `scale` is the dequantisation scale of a static per-tensor FP8 quantisation (real value = fp8 value x *scale, as
+/// in vLLM and TensorRT-LLM), read from device memory by the kernel, so a captured graph picks up a new scale.
+struct AddRmsNormArgs {
+  /// [tokens x hidden]: this rank's partial sums. Its contents are unspecified after the call unless norm_out == in
+  /// (the unfused path all-reduces in place into it).
+  void* in = nullptr;
+  /// [tokens x hidden], the same on every rank (the model's residual stream is replicated).
+  const void* residual_in = nullptr;
+  /// [hidden]: the RMSNorm weight.
+  const void* gamma = nullptr;
+  /// [tokens x hidden] of dtype. May be residual_in (in place); otherwise it overlaps no other tensor.
+  void* residual_out = nullptr;
+  /// [tokens x hidden] of dtype, or of e4m3 where fp8_out. May be `in` when not fp8_out; otherwise it overlaps no other
+  /// tensor.
+  void* norm_out = nullptr;
+  size_t tokens = 0;                     ///< 1..8192; 0 does nothing
+  size_t hidden = 0;                     ///< 1024..16384, a multiple of 8
+  DataType dtype = DataType::kBFloat16;  ///< kFloat16 or kBFloat16; accumulation is fp32
+  float eps = 1e-6f;                     ///< added to the mean square; finite, >= 0
+  /// norm_out as OCP e4m3 ("fn", DataType::kFloat8E4M3) bytes, scaled by 1 / *scale and saturated to +-448.
+  bool fp8_out = false;
+  /// fp8_out only (nullptr otherwise): device pointer to the fp32 dequantisation scale (finite, > 0), 4-byte aligned.
+  const float* scale = nullptr;
 };
 
 /// Sums a tensor across the ranks of a group, in place or out of place, for fp16, bf16 and fp32.
@@ -81,6 +120,26 @@ class Communicator {
   /// Throws InvalidArgument for null pointers, an unknown dtype, a misaligned pointer or a byte count that overflows;
   /// TimeoutError / StateError after a timed-out call (see above).
   void all_reduce(const void* in, void* out, size_t count, DataType dtype, cudaStream_t stream);
+
+  /// residual_out = allreduce(in) + residual_in, norm_out = rmsnorm(residual_out) * gamma (AddRmsNormArgs), as one
+  /// collective call: every rank passes the same tokens, hidden, dtype, eps, fp8_out and residual_in. Enqueued on
+  /// `stream`; may be captured in a CUDA graph as all_reduce() may, and mixed with all_reduce() calls in any order.
+  /// The path (norm_path_for(); docs/fused-norm.md): V2 fuses the norm into its one-shot push or two-shot; V1, NCCL
+  /// and V2's one-shot pull band run the all-reduce, then customar's add + RMSNorm kernel. Every rank's outputs are
+  /// bitwise identical on the fused paths and on every custom all-reduce. tokens == 0 does nothing.
+  /// Throws InvalidArgument (saying what was wrong and what is allowed) for a dtype other than fp16 / bf16, a shape
+  /// outside the ranges above, a null or misaligned pointer, overlapping tensors other than the two in-place pairs,
+  /// a scale with fp8_out off or none with it on, or a negative or non-finite eps; TimeoutError / StateError as
+  /// all_reduce().
+  void all_reduce_add_rmsnorm(const AddRmsNormArgs& args, cudaStream_t stream);
+
+  /// The path all_reduce_add_rmsnorm() would take for this shape (plan_norm_call(), customar/dispatch.h).
+  NormPath norm_path_for(size_t tokens, size_t hidden, DataType dtype, bool fp8_out) const;
+  /// Forces the path of later all_reduce_add_rmsnorm() calls (nullopt: back to the planner's choice), for tests,
+  /// tools and the tuner; every rank must make the same call at the same point. A fused path the backend cannot run
+  /// (V1, NCCL) or that does not fit the buffers runs unfused; kUnfused runs the all-reduce set_algo() /
+  /// the thresholds pick, then the norm kernel.
+  void set_norm_path(std::optional<NormPath> path);
 
   /// Throws TimeoutError if an earlier call on this rank timed out waiting for a peer. Does not synchronise.
   void check();

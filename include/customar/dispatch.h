@@ -46,6 +46,16 @@ struct CallPlan {
   const char* reason = "";  ///< static text, so planning a call allocates nothing.
 };
 
+/// How one all-reduce + residual add + RMSNorm call (Communicator::all_reduce_add_rmsnorm) runs.
+enum class NormPath : int {
+  kFusedPush = 0,     ///< V2: the one-shot push, every rank normalising every row in the push's epilogue.
+  kFusedTwoshot = 1,  ///< V2: the two-shot, rows split by token; the all-gather carries the finished rows.
+  kUnfused = 2,       ///< the all-reduce (any backend and algorithm), then customar's add + RMSNorm kernel.
+};
+
+/// "fused_push", "fused_twoshot", "unfused".
+const char* norm_path_name(NormPath path);
+
 /// What a communicator's calls are planned from besides the call itself: fixed at creation and identical on every
 /// rank (the backend and thresholds come out of the set-up vote, the capacities from the agreed buffer sizes).
 struct PlanFacts {
@@ -55,6 +65,8 @@ struct PlanFacts {
   size_t capacity = 0;             ///< bytes a staging buffer holds (0: no custom buffers)
   size_t push_capacity = 0;        ///< bytes a push slot holds (0: no one-shot push)
   std::optional<Algo> force_algo;  ///< CUSTOMAR_ALGO or Communicator::set_algo(); nullopt: the thresholds decide
+  /// Communicator::set_norm_path(); nullopt: the all-reduce's algorithm decides (plan_norm_call()).
+  std::optional<NormPath> force_norm_path;
 };
 
 /// Picks the algorithm for one call of `count` elements of `dtype`. In order: a backend other than V1/V2, a dtype
@@ -64,6 +76,25 @@ struct PlanFacts {
 /// the kernels take element-aligned pointers. A pure function of its arguments, so every rank plans the same call
 /// alike.
 CallPlan plan_call(const PlanFacts& facts, size_t count, DataType dtype);
+
+/// What one all-reduce + residual add + RMSNorm call runs.
+struct NormCallPlan {
+  NormPath path = NormPath::kUnfused;
+  /// The all-reduce algorithm of the path: kOneshotPush / kTwoshot for the fused paths; for kUnfused the algorithm of
+  /// the all-reduce before the norm kernel (plan_call() of the same bytes).
+  Algo algo = Algo::kNccl;
+  const char* reason = "";  ///< static text
+};
+
+/// Picks the path of one all_reduce_add_rmsnorm call of `tokens` x `hidden` elements of `dtype` (fp16 / bf16), with
+/// an e4m3 norm output where `fp8_out`. The all-reduce of the same bytes (tokens x hidden x 2) is planned first
+/// (plan_call(), so the same thresholds, capacities, crossover and CUSTOMAR_ALGO / set_algo() apply); then, on V2
+/// only: a one-shot push becomes the fused push and a two-shot the fused two-shot (facts.force_norm_path overrides
+/// that choice); everything else, and V1 and NCCL always, runs unfused: the all-reduce, then the norm kernel. A fused
+/// push needs the message in the push buffers; a fused two-shot needs the input and the normalised rows in one
+/// staging buffer (fused_twoshot_staging_bytes()); a fused path that does not fit runs unfused. A pure function of
+/// its arguments, so every rank plans the same call alike.
+NormCallPlan plan_norm_call(const PlanFacts& facts, size_t tokens, size_t hidden, DataType dtype, bool fp8_out);
 
 /// Combines per-rank decisions (collective): every rank votes its own decision and all ranks return the lowest
 /// backend, with the reason of the first rank that voted for it ("rank r: ..."). dispatch_custom_allreduce() ends

@@ -18,6 +18,7 @@
 #include "dispatch/setup.h"
 #include "group/agree.h"
 #include "kernels/kernels.h"
+#include "kernels/norm/norm.h"
 #include "nccl/nccl_comm.h"
 #include "virtual/reference.h"
 #include "virtual/virtual_group.h"
@@ -89,6 +90,7 @@ struct Communicator::Impl {
     if (backend() == Backend::kV2) build_v2_kernels(topo.gpus[0].sm);
     if (backend() == Backend::kV1) kernels = detail::make_v1_kernels(world);
     if (kernels) build_buffers(topo, options);
+    load_norm_kernels();
     CUSTOMAR_CUDA_CHECK(cudaEventCreateWithFlags(&order_event, cudaEventDisableTiming));
     CUSTOMAR_INFO("INIT", "communicator rank %d/%d on device %d: backend %s (%s)", rank, world, dev,
                   std::string(backend_name(backend())).c_str(), reason.c_str());
@@ -296,6 +298,69 @@ struct Communicator::Impl {
       fallback->all_reduce(in, out, count, dtype, stream);
     if (!capturing) record_call_end(stream);
   }
+
+  // ---- all-reduce + residual add + RMSNorm ----------------------------------------------------------------------
+
+  // The norm kernel runs on every backend; loaded now for the same reason as the custom kernels (load_into_context).
+  static void load_norm_kernels() {
+    for (DataType d : {DataType::kFloat16, DataType::kBFloat16})
+      detail::load_into_context(detail::add_rmsnorm_kernel(d));
+  }
+
+  // CUSTOMAR_CHECK: every rank passes the same shape, dtype, output type and eps.
+  void verify_same_norm_call(const AddRmsNormArgs& a) {
+    const auto describe = [](const Bytes& b) {
+      detail::Reader rd(b);
+      const auto tokens = rd.get<uint64_t>();
+      const auto hidden = rd.get<uint64_t>();
+      const auto dtype = rd.get<int32_t>();
+      const bool fp8 = rd.get<uint8_t>() != 0;
+      return std::to_string(tokens) + " x " + std::to_string(hidden) + ", dtype " + std::to_string(dtype) +
+             (fp8 ? ", fp8 out" : "") + ", eps " + std::to_string(rd.get<float>());
+    };
+    detail::Writer w;
+    w.put<uint64_t>(a.tokens).put<uint64_t>(a.hidden).put<int32_t>(static_cast<int32_t>(a.dtype));
+    w.put<uint8_t>(a.fp8_out ? 1 : 0).put<float>(a.eps);
+    const std::vector<Bytes> all = group.all_gather(w.bytes());
+    for (int r = 0; r < world; ++r)
+      if (all[r] != all[0])
+        throw InvalidArgument("CUSTOMAR_CHECK: rank " + std::to_string(r) + " called all_reduce_add_rmsnorm with " +
+                              describe(all[r]) + " but rank 0 with " + describe(all[0]) +
+                              "; every rank must pass the same shape, dtype, output type and eps");
+  }
+
+  void all_reduce_add_rmsnorm(const AddRmsNormArgs& a, cudaStream_t stream) {
+    detail::check_norm_args(a);
+    if (a.tokens == 0) return;
+    check_failed();
+    DeviceGuard guard(device);
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    CUSTOMAR_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
+    const bool capturing = capture != cudaStreamCaptureStatusNone;
+    if (check_mode && !capturing && world > 1) verify_same_norm_call(a);
+    const detail::NormCall call = detail::norm_call(a);
+    if (backend() == Backend::kNone) {
+      detail::launch_add_rmsnorm(call, a.dtype, detail::norm_only_plan(limits, a.tokens, a.hidden).norm_grid, false,
+                                 stream);
+      return;
+    }
+    if (!capturing) order_after_last_call(stream);
+    const detail::NormPlan p = detail::plan_norm_launch(facts, limits, a.tokens, a.hidden, a.dtype, a.fp8_out);
+    CUSTOMAR_TRACE(capturing ? "GRAPH" : "COLL", "all_reduce_add_rmsnorm %zu x %zu %s%s: %s, %s (%s)%s", a.tokens,
+                   a.hidden, std::string(dtype_name(a.dtype)).c_str(), a.fp8_out ? " -> fp8" : "",
+                   norm_path_name(p.call.path), std::string(algo_name(p.call.algo)).c_str(), p.call.reason,
+                   capturing ? ", captured into a graph" : "");
+    if (p.call.path != NormPath::kUnfused) {
+      kernels->launch_norm(p.kernel, custom->handle(), call, a.dtype, stream);
+      return;
+    }
+    // Unfused: the all-reduce in place into `in` (its contents are the call's to use), then the norm kernel.
+    if (p.kernel.kernel != detail::Kernel::kNone)
+      kernels->launch(p.kernel, custom->handle(), a.in, a.in, a.dtype, stream);
+    else
+      fallback->all_reduce(a.in, a.in, a.tokens * a.hidden, a.dtype, stream);
+    detail::launch_add_rmsnorm(call, a.dtype, p.norm_grid, p.norm_pdl, stream);
+  }
 };
 
 namespace detail {
@@ -322,6 +387,14 @@ Communicator::~Communicator() = default;
 void Communicator::all_reduce(const void* in, void* out, size_t count, DataType dtype, cudaStream_t stream) {
   impl_->all_reduce(in, out, count, dtype, stream);
 }
+void Communicator::all_reduce_add_rmsnorm(const AddRmsNormArgs& args, cudaStream_t stream) {
+  impl_->all_reduce_add_rmsnorm(args, stream);
+}
+NormPath Communicator::norm_path_for(size_t tokens, size_t hidden, DataType dtype, bool fp8_out) const {
+  if (impl_->backend() == Backend::kNone) return NormPath::kUnfused;
+  return plan_norm_call(impl_->facts, tokens, hidden, dtype, fp8_out).path;
+}
+void Communicator::set_norm_path(std::optional<NormPath> path) { impl_->facts.force_norm_path = path; }
 void Communicator::check() { impl_->check_failed(); }
 void Communicator::set_algo(std::optional<Algo> algo) { impl_->facts.force_algo = algo; }
 Backend Communicator::backend() const { return impl_->backend(); }

@@ -5,7 +5,9 @@
 
 #include <cstddef>
 
+#include "customar/communicator.h"
 #include "customar/dispatch.h"
+#include "kernels/rows.h"
 #include "kernels/shape.h"
 #include "kernels/variants.h"
 
@@ -42,5 +44,36 @@ struct Plan {
 /// plan_call() and, for a custom algorithm, the kernel that runs it and its grid. Pure. Throws InvalidArgument for a
 /// grid past limits.max_grid_threads.
 Plan plan_launch(const PlanFacts& facts, const LaunchLimits& limits, size_t count, DataType dtype);
+
+/// One all-reduce + residual add + RMSNorm call, planned.
+struct NormPlan {
+  NormCallPlan call;
+  /// Fused paths: the fused kernel (a takes_norm_call() record) and its grid. Unfused: the all-reduce's plan
+  /// (plan_launch(); kernel kNone for the NCCL path, or none at all for world size 1).
+  Plan kernel;
+  /// Unfused: the norm kernel's grid and block (row_threads()), and whether it launches with PDL (after a custom
+  /// kernel that has PDL).
+  unsigned norm_grid = 0, norm_block = 0;
+  bool norm_pdl = false;
+};
+
+/// plan_norm_call() and the kernels and grids that run it. Every grid holds whole rows in blocks of row_threads()
+/// threads: the fused push min(tokens, max_blocks) blocks (each resident at once: a block waits for its rows from
+/// the peers), the fused two-shot min(rows of a part, max_blocks) (agreed across ranks: its barrier pairs block b
+/// with block b), the norm kernel one block per row, capped by max_grid_threads. `world` > 1 backends only; world
+/// size 1 runs the norm kernel alone (norm_only_plan()). Pure. Throws InvalidArgument for a grid past
+/// limits.max_grid_threads.
+NormPlan plan_norm_launch(const PlanFacts& facts, const LaunchLimits& limits, size_t tokens, size_t hidden,
+                          DataType dtype, bool fp8_out);
+
+/// The plan of a call with nothing to all-reduce (world size 1): the norm kernel alone.
+NormPlan norm_only_plan(const LaunchLimits& limits, size_t tokens, size_t hidden);
+
+/// Throws InvalidArgument, naming what is wrong and what is allowed, unless `args` is a valid call
+/// (Communicator::all_reduce_add_rmsnorm's rules). Reads only pointer values, never memory.
+void check_norm_args(const AddRmsNormArgs& args);
+
+/// The kernels' view of checked arguments.
+NormCall norm_call(const AddRmsNormArgs& args);
 
 }  // namespace customar::detail

@@ -38,6 +38,11 @@ class V1Kernels final : public Kernels {
 
 std::unique_ptr<Kernels> make_v1_kernels(int world) { return std::make_unique<V1Kernels>(world); }
 
+void Kernels::launch_norm(const Plan& plan, const DeviceHandle&, const NormCall&, DataType, cudaStream_t) const {
+  throw InvalidArgument(std::string("these kernels (") + describe() + ") have no fused all-reduce + RMSNorm kernel " +
+                        (plan.kernel == Kernel::kNone ? "none" : kernel_variant(plan.kernel).name));
+}
+
 void load_into_context(const void* kernel) {
   cudaFuncAttributes attr{};
   CUSTOMAR_CUDA_CHECK(cudaFuncGetAttributes(&attr, kernel));

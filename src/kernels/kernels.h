@@ -11,6 +11,7 @@
 #include "customar/types.h"
 #include "dispatch/plan.h"
 #include "kernels/handle.h"
+#include "kernels/rows.h"
 
 namespace customar::detail {
 
@@ -21,6 +22,11 @@ class Kernels {
   /// plan.block, with PDL where plan.pdl. `in` and `out` need element alignment only. Throws CudaError.
   virtual void launch(const Plan& plan, const DeviceHandle& h, const void* in, void* out, DataType dtype,
                       cudaStream_t stream) const = 0;
+  /// Enqueues a fused all-reduce + residual add + RMSNorm plan (takes_norm_call(plan.kernel)) of `call` for `dtype`
+  /// (fp16 / bf16) on `stream`, as launch() does. Throws CudaError; InvalidArgument from kernels that have no such
+  /// kernel (the default: V1, and kernels built outside the product).
+  virtual void launch_norm(const Plan& plan, const DeviceHandle& h, const NormCall& call, DataType dtype,
+                           cudaStream_t stream) const;
   /// Threads per SM a push grid of `kernel` may use for `dtype` (a custom dtype): what is resident at once on the
   /// current device (see LaunchLimits::push_sm_threads).
   virtual int push_sm_threads(Kernel kernel, DataType dtype) const = 0;

@@ -8,7 +8,16 @@
 namespace customar::detail {
 
 /// The kernel a call runs. kNone: the call goes to NCCL (or copies, for world size 1).
-enum class Kernel : int { kPushOneBlock = 0, kPushMultiBlock, kPushWide, kOneshotPull, kTwoshot, kNone };
+enum class Kernel : int {
+  kPushOneBlock = 0,
+  kPushMultiBlock,
+  kPushWide,
+  kOneshotPull,
+  kTwoshot,
+  kPushAddRmsNorm,
+  kTwoshotAddRmsNorm,
+  kNone
+};
 
 struct KernelVariant {
   Kernel id;
@@ -29,11 +38,20 @@ inline constexpr KernelVariant kKernelVariants[] = {
     {Kernel::kPushWide, Algo::kOneshotPush, "push_wide", "push_wide_body", false, false},
     {Kernel::kOneshotPull, Algo::kOneshotPull, "oneshot_pull", "oneshot_pull_body", true, true},
     {Kernel::kTwoshot, Algo::kTwoshot, "twoshot", "twoshot_body", false, true},
+    // All-reduce + residual add + RMSNorm (kernels/device/push_add_rmsnorm.cuh, twoshot_add_rmsnorm.cuh): entry
+    // points taking (DeviceHandle, NormCall) instead of the all-reduce's pointers (takes_norm_call() below). By-value
+    // handle, as the kernels they extend.
+    {Kernel::kPushAddRmsNorm, Algo::kOneshotPush, "push_add_rmsnorm", "push_add_rmsnorm_body", false, false},
+    {Kernel::kTwoshotAddRmsNorm, Algo::kTwoshot, "twoshot_add_rmsnorm", "twoshot_add_rmsnorm_body", false, false},
 };
 inline constexpr int kKernelCount = static_cast<int>(sizeof(kKernelVariants) / sizeof(kKernelVariants[0]));
 static_assert(kKernelCount == static_cast<int>(Kernel::kNone), "one record per Kernel value, in enum order");
 
 /// The record of `k` (k != kNone).
 constexpr const KernelVariant& kernel_variant(Kernel k) { return kKernelVariants[static_cast<int>(k)]; }
+
+/// True for the records whose entry points take (DeviceHandle, NormCall) (kernels/rows.h): the fused all-reduce +
+/// residual add + RMSNorm kernels, launched by Kernels::launch_norm().
+constexpr bool takes_norm_call(Kernel k) { return k == Kernel::kPushAddRmsNorm || k == Kernel::kTwoshotAddRmsNorm; }
 
 }  // namespace customar::detail

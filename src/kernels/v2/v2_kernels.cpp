@@ -56,24 +56,25 @@ class V2Kernels final : public Kernels {
 
   void launch(const Plan& plan, const DeviceHandle& h, const void* in, void* out, DataType dtype,
               cudaStream_t stream) const override {
-    cudaKernel_t kernel = kernels_[static_cast<int>(plan.kernel)][type_index(dtype)];
+    if (takes_norm_call(plan.kernel))
+      throw InvalidArgument(std::string("launch: ") + kernel_variant(plan.kernel).name + " takes a NormCall");
     DeviceHandle handle = h;
     size_t nvec = plan.nvec;
     int in_aligned = reinterpret_cast<uintptr_t>(in) % 16 == 0;
     int out_aligned = reinterpret_cast<uintptr_t>(out) % 16 == 0;
     void* args[] = {&handle, const_cast<void**>(&in), &out, &nvec, &in_aligned, &out_aligned};
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3(plan.grid);
-    cfg.blockDim = dim3(plan.block);
-    cfg.stream = stream;
-    // Programmatic dependent launch: this kernel may be scheduled while the previous one drains; it waits for it at
-    // pdl_wait(). Captured into graphs as a programmatic edge.
-    cudaLaunchAttribute attr{};
-    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr.val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = &attr;
-    cfg.numAttrs = plan.pdl ? 1 : 0;
-    CUSTOMAR_CUDA_CHECK(cudaLaunchKernelExC(&cfg, reinterpret_cast<const void*>(kernel), args));
+    launch_entry(plan, kernels_[static_cast<int>(plan.kernel)][type_index(dtype)], args, stream);
+  }
+
+  void launch_norm(const Plan& plan, const DeviceHandle& h, const NormCall& call, DataType dtype,
+                   cudaStream_t stream) const override {
+    if (!takes_norm_call(plan.kernel))
+      throw InvalidArgument(std::string("launch_norm: ") + kernel_variant(plan.kernel).name +
+                            " is not an all-reduce + RMSNorm kernel");
+    DeviceHandle handle = h;
+    NormCall c = call;
+    void* args[] = {&handle, &c};
+    launch_entry(plan, kernels_[static_cast<int>(plan.kernel)][type_index(dtype)], args, stream);
   }
 
   int push_sm_threads(Kernel kernel, DataType dtype) const override {
@@ -106,6 +107,21 @@ class V2Kernels final : public Kernels {
       }
   }
 
+  // Launches `kernel` on the plan's grid with `args`. Programmatic dependent launch: this kernel may be scheduled
+  // while the previous one drains; it waits for it at pdl_wait(). Captured into graphs as a programmatic edge.
+  static void launch_entry(const Plan& plan, cudaKernel_t kernel, void** args, cudaStream_t stream) {
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = dim3(plan.grid);
+    cfg.blockDim = dim3(plan.block);
+    cfg.stream = stream;
+    cudaLaunchAttribute attr{};
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = &attr;
+    cfg.numAttrs = plan.pdl ? 1 : 0;
+    CUSTOMAR_CUDA_CHECK(cudaLaunchKernelExC(&cfg, reinterpret_cast<const void*>(kernel), args));
+  }
+
   cudaLibrary_t lib_ = nullptr;
   cudaKernel_t kernels_[kKernelCount][3] = {};
   int push_sm_threads_[3][2] = {};
@@ -134,11 +150,16 @@ std::string v2_source(int world, const std::string& device_source) {
     for (int t = 0; t < 3; ++t) {
       const std::string type = kV2Types[t].decl;
       s += "extern \"C\" __global__ void __launch_bounds__(512) " + v2_entry_name(v.id, static_cast<DataType>(t)) +
-           "(" + handle +
-           " h, const void* in, void* out, size_t nvec, int in_aligned, int out_aligned) {\n  using namespace "
+           "(" + handle + " h, ";
+      if (takes_norm_call(v.id)) {
+        s += "customar::detail::NormCall c) {\n  using namespace customar::detail;\n  " + std::string(v.body) + "<" +
+             type + ", kWorld, true>(h, c);\n}\n";
+        continue;
+      }
+      s += "const void* in, void* out, size_t nvec, int in_aligned, int out_aligned) {\n  using namespace "
            "customar::detail;\n  " +
-           v.body + "<" + type + ", kWorld, true>(h, static_cast<const " + type + "*>(in), static_cast<" + type +
-           "*>(out), nvec, in_aligned != 0, out_aligned != 0);\n}\n";
+           std::string(v.body) + "<" + type + ", kWorld, true>(h, static_cast<const " + type + "*>(in), static_cast<" +
+           type + "*>(out), nvec, in_aligned != 0, out_aligned != 0);\n}\n";
     }
   }
   return s;
