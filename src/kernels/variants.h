@@ -8,7 +8,17 @@
 namespace customar::detail {
 
 /// The kernel a call runs. kNone: the call goes to NCCL (or copies, for world size 1).
-enum class Kernel : int { kPushOneBlock = 0, kPushMultiBlock, kPushWide, kOneshotPull, kTwoshot, kNone };
+enum class Kernel : int {
+  kPushOneBlock = 0,
+  kPushMultiBlock,
+  kPushWide,
+  kOneshotPull,
+  kTwoshot,
+  kSymmetricPull,
+  kSymmetricTwoshot,
+  kSymmetricTwoshotPush,
+  kNone
+};
 
 struct KernelVariant {
   Kernel id;
@@ -29,6 +39,12 @@ inline constexpr KernelVariant kKernelVariants[] = {
     {Kernel::kPushWide, Algo::kOneshotPush, "push_wide", "push_wide_body", false, false},
     {Kernel::kOneshotPull, Algo::kOneshotPull, "oneshot_pull", "oneshot_pull_body", true, true},
     {Kernel::kTwoshot, Algo::kTwoshot, "twoshot", "twoshot_body", false, true},
+    // On symmetric inputs (kernels/device/symmetric.cuh), V2 only. __grid_constant__ as the pull: their barriers and
+    // the all-gather index regions[] at run time.
+    {Kernel::kSymmetricPull, Algo::kOneshotPull, "symmetric_pull", "symmetric_pull_body", true, false},
+    {Kernel::kSymmetricTwoshot, Algo::kTwoshot, "symmetric_twoshot", "symmetric_twoshot_body", true, false},
+    {Kernel::kSymmetricTwoshotPush, Algo::kTwoshot, "symmetric_twoshot_push", "symmetric_twoshot_push_body", true,
+     false},
 };
 inline constexpr int kKernelCount = static_cast<int>(sizeof(kKernelVariants) / sizeof(kKernelVariants[0]));
 static_assert(kKernelCount == static_cast<int>(Kernel::kNone), "one record per Kernel value, in enum order");
