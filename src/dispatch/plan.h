@@ -43,4 +43,10 @@ struct Plan {
 /// grid past limits.max_grid_threads.
 Plan plan_launch(const PlanFacts& facts, const LaunchLimits& limits, size_t count, DataType dtype);
 
+/// The same for a call whose buffers lie as `buffers` says: plan_call(facts, count, dtype, buffers), and a symmetric
+/// plan runs a kernel that reads the inputs in place (symmetric_pull, symmetric_twoshot_push where the output is
+/// symmetric or the call is in place, else symmetric_twoshot).
+Plan plan_launch(const PlanFacts& facts, const LaunchLimits& limits, size_t count, DataType dtype,
+                 const CallBuffers& buffers);
+
 }  // namespace customar::detail
