@@ -106,6 +106,8 @@ class GpuSymmetricOps final : public SymmetricOps {
     write(offsetof(SymmetricTable, delta) + slot * sizeof(delta), delta, sizeof(delta));
     write(offsetof(SymmetricTable, end) + slot * sizeof(uint64_t), &end, sizeof(end));
     if (memory != nullptr) write(offsetof(SymmetricTable, begin) + slot * sizeof(uint64_t), &begin, sizeof(begin));
+    // A copy from pageable memory may return before it lands, and the caller's next kernel may run on any stream.
+    CUSTOMAR_CUDA_CHECK(cudaDeviceSynchronize());
   }
 
   void quiesce() override {
