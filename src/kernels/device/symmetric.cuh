@@ -68,12 +68,14 @@ __device__ __forceinline__ void peer_copies(P* a, const long long (&delta)[kMaxR
         reinterpret_cast<P*>(reinterpret_cast<unsigned long long>(a) + static_cast<unsigned long long>(delta[r]));
 }
 
-// The first part of every kernel here: the table, the PDL wait and the counters, then phase 0. False when the block
-// must leave: the communicator is broken, a buffer is gone (every rank finds the same: allocations are freed
-// collectively), or a peer did not arrive.
+// The first part of every kernel here: the parameter touch and the table (both before the PDL wait), the wait and
+// the counters, then phase 0. False when the block must leave: the communicator is broken, a buffer is gone (every
+// rank finds the same: allocations are freed collectively), or a peer did not arrive.
 template <int W, bool kPdl>
-__device__ __forceinline__ bool symmetric_begin(const DeviceHandle& h, const void* in, const void* out, bool with_out,
-                                                CallState& s, SymmetricPeers& p) {
+__device__ __forceinline__ bool symmetric_begin(const DeviceHandle& h, const void* in, const void* out, size_t nvec,
+                                                bool in_aligned, bool out_aligned, bool with_out, CallState& s,
+                                                SymmetricPeers& p) {
+  if constexpr (kPdl) touch_params<W>(h, in, out, nvec, in_aligned, out_aligned);
   locate_peers<W>(h, in, out, with_out, p);
   begin_call<kPdl>(h, s);
   if (s.abort) return false;
@@ -94,8 +96,7 @@ __device__ __forceinline__ void symmetric_pull_body(const DeviceHandle& h, const
   const size_t per = (nvec + gridDim.x - 1) / gridDim.x;
   const size_t beg = blockIdx.x * per;
   const size_t end = beg + per < nvec ? beg + per : nvec;
-  if constexpr (kPdl) touch_params<W>(h, in, out, nvec, in_aligned, out_aligned);
-  if (!symmetric_begin<W, kPdl>(h, in, out, false, s, p)) return;
+  if (!symmetric_begin<W, kPdl>(h, in, out, nvec, in_aligned, out_aligned, false, s, p)) return;
   pdl_launch_dependents<kPdl>();
   const uint4* src[W];
   peer_copies<W>(reinterpret_cast<const uint4*>(in), p.in, src);
@@ -114,8 +115,7 @@ __device__ __forceinline__ void symmetric_twoshot_body(const DeviceHandle& h, co
                                                        bool in_aligned, bool out_aligned) {
   __shared__ CallState s;
   __shared__ SymmetricPeers p;
-  if constexpr (kPdl) touch_params<W>(h, in, out, nvec, in_aligned, out_aligned);
-  if (!symmetric_begin<W, kPdl>(h, in, out, false, s, p)) return;
+  if (!symmetric_begin<W, kPdl>(h, in, out, nvec, in_aligned, out_aligned, false, s, p)) return;
   const uint4* src[W];
   peer_copies<W>(reinterpret_cast<const uint4*>(in), p.in, src);
   const Range my = twoshot_slice(nvec, W, h.rank);
@@ -171,8 +171,7 @@ __device__ __forceinline__ void symmetric_twoshot_push_body(const DeviceHandle& 
                                                             bool in_aligned, bool out_aligned) {
   __shared__ CallState s;
   __shared__ SymmetricPeers p;
-  if constexpr (kPdl) touch_params<W>(h, in, out, nvec, in_aligned, out_aligned);
-  if (!symmetric_begin<W, kPdl>(h, in, out, true, s, p)) return;
+  if (!symmetric_begin<W, kPdl>(h, in, out, nvec, in_aligned, out_aligned, true, s, p)) return;
   pdl_launch_dependents<kPdl>();
   const uint4* src[W];
   uint4* dst[W];
