@@ -8,24 +8,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 import customar  # noqa: E402
+from test_gpu import comm  # noqa: E402,F401  (the world-size-1 communicator fixture)
 
 NGPU = torch.cuda.device_count() if torch.cuda.is_available() else 0
 needs_gpu = pytest.mark.skipif(NGPU < 1, reason="needs a GPU")
-
-
-class OneRank:
-    rank = 0
-    size = 1
-
-    def all_gather(self, data):
-        return [data]
-
-
-@pytest.fixture
-def comm():
-    c = customar.Communicator(OneRank(), 0)
-    yield c
-    c.close()
 
 
 @needs_gpu

@@ -353,10 +353,7 @@ int run_rank(Group& g, const Options& opt) {
   TEST_CUDA(cudaFree(x.in));
   TEST_CUDA(cudaFree(x.out));
   TEST_CUDA(cudaFree(x.res));
-  int failed = 0;
-  for (int f : all_gather_value(g, x.failed)) failed += f;
-  if (x.rank == 0) std::printf("[world %d] %d passed, %d failed\n", x.world, x.passed, failed);
-  return failed == 0 ? 0 : 1;
+  return tally(g, x.passed, x.failed);
 }
 
 }  // namespace

@@ -354,12 +354,13 @@ Holdings snapshot(Ctx& x) {
   return h;
 }
 
-void expect_same_holdings(Ctx& x, const Holdings& before, const std::string& what) {
+// `slack` descriptors and mappings may come and go with what is not customar's (NCCL's own, in a communicator that is
+// built and destroyed); a leak of ours is at least one descriptor per rank and allocation, and 2 MiB of device memory.
+void expect_same_holdings(Ctx& x, const Holdings& before, const std::string& what, int slack = 0) {
   const Holdings now = snapshot(x);
   if (x.opt.world.virtual_ranks && x.rank != 0) return;
-  // Device memory moves by a little with the driver's own bookkeeping; a leaked allocation is 2 MiB or more.
-  const bool memory = now.free_bytes + 2 * M > before.free_bytes;
-  x.record(now.fds == before.fds && now.maps == before.maps && memory,
+  const bool memory = now.free_bytes + 2 * M > before.free_bytes;  // the driver's own bookkeeping moves it a little
+  x.record(now.fds <= before.fds + slack && now.maps <= before.maps + slack && memory,
            what + ": descriptors " + std::to_string(before.fds) + " -> " + std::to_string(now.fds) + ", mappings " +
                std::to_string(before.maps) + " -> " + std::to_string(now.maps) + ", free device memory " +
                std::to_string(before.free_bytes >> 20) + " -> " + std::to_string(now.free_bytes >> 20) + " MiB");
@@ -386,7 +387,7 @@ void cleanup(Ctx& x, Communicator& comm) {
   destroyed();  // warm-up: what building a communicator sets up for good
   const Holdings before_destroy = snapshot(x);
   destroyed();
-  expect_same_holdings(x, before_destroy, "a communicator destroyed with two live allocations");
+  expect_same_holdings(x, before_destroy, "a communicator destroyed with two live allocations", 1);
 }
 
 void footprint(Ctx& x, Communicator& comm) {
@@ -562,10 +563,7 @@ int run_rank(Group& g, const Options& opt) {
   TEST_CUDA(cudaMalloc(reinterpret_cast<void**>(&x.res), sizeof(CheckResult)));
   run_cases(x);
   TEST_CUDA(cudaFree(x.res));
-  int failed = 0;
-  for (int f : all_gather_value(g, x.failed)) failed += f;
-  if (x.rank == 0) std::printf("[world %d] %d passed, %d failed\n", x.world, x.passed, failed);
-  return failed == 0 ? 0 : 1;
+  return tally(g, x.passed, x.failed);
 }
 
 }  // namespace

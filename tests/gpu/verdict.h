@@ -2,6 +2,7 @@
 // and, for customar's own algorithms, bitwise identical on every rank.
 #pragma once
 
+#include <cstdio>
 #include <string>
 
 #include "check_kernels.h"
@@ -29,6 +30,14 @@ inline bool agree(Group& g, const CheckResult& r, bool want_identical, std::stri
         return false;
       }
   return true;
+}
+
+/// Collective: rank 0 prints the world's tally; returns this rank's exit code, 0 when no rank failed.
+inline int tally(Group& g, int passed, int failed) {
+  int all_failed = 0;
+  for (int f : all_gather_value(g, failed)) all_failed += f;
+  if (g.rank() == 0) std::printf("[world %d] %d passed, %d failed\n", g.size(), passed, all_failed);
+  return all_failed == 0 ? 0 : 1;
 }
 
 }  // namespace customar::test

@@ -16,10 +16,12 @@
 
 #include "customar/error.h"
 #include "customar/launcher.h"
+#include "forked_ranks.h"
 #include "memory/fd_exchange.h"
 
 using namespace customar;
 using namespace customar::detail;
+using customar::test::expect_all_zero;
 
 namespace {
 
@@ -77,12 +79,6 @@ void send_raw(const std::string& address, const void* data, size_t n, const std:
     std::memcpy(CMSG_DATA(c), fds.data(), fds.size() * sizeof(int));
   }
   ASSERT_EQ(::sendmsg(s.get(), &m, MSG_NOSIGNAL), static_cast<ssize_t>(n));
-}
-
-// Runs `fn` on `n` forked ranks and expects every one to return 0.
-void expect_all_zero(int n, const std::function<int(Group&)>& fn) {
-  auto exits = launch(n, fn, LaunchOptions{60});
-  for (const auto& e : exits) EXPECT_EQ(e.exit_code, 0) << "rank " << e.rank;
 }
 
 }  // namespace

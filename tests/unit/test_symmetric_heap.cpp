@@ -10,11 +10,13 @@
 
 #include "customar/error.h"
 #include "customar/launcher.h"
+#include "forked_ranks.h"
 #include "kernels/symmetric.h"
 #include "memory/symmetric_heap.h"
 
 using namespace customar;
 using namespace customar::detail;
+using customar::test::expect_all_zero;
 
 namespace {
 
@@ -54,11 +56,6 @@ struct Rank {
   explicit Rank(Group& g, bool fail_publish = false)
       : heap(g, std::make_unique<FakeOps>(&table, &quiesced, fail_publish)) {}
 };
-
-void expect_all_zero(int n, const std::function<int(Group&)>& fn) {
-  auto exits = launch(n, fn, LaunchOptions{60});
-  for (const auto& e : exits) EXPECT_EQ(e.exit_code, 0) << "rank " << e.rank;
-}
 
 // 0 when `f` throws InvalidArgument containing `needle`.
 template <typename F>
