@@ -2,12 +2,14 @@
 // symmetric-memory kernels), in one run on one machine, plus the per-machine tuner.
 //
 //   customar-perf [-g N] [-b MIN] [-e MAX] [-f FACTOR] [-n ITERS] [-w WARMUP] [-r REPLAYS] [-c 0|1] [-G 0|1]
-//                 [-d bf16|fp16|fp32] [-k auto|v2|v1|nccl|nccl-symm|all] [-J FILE] [--tune [FILE]]
+//                 [-d bf16|fp16|fp32] [-k auto|v2|v1|nccl|nccl-symm|symm|all] [-J FILE] [--tune [FILE]]
 //                 [--fused [--fp8] | --norm-only [--fp8]]
 //
 // Backends: auto (what customar picks), v2 / v1 (that backend forced; v1 by CommOptions::max_backend), nccl (its own
 // communicator, ordinary buffers), nccl-symm (NCCL's symmetric-memory kernels on ncclMemAlloc'ed, window-registered
-// buffers).
+// buffers), symm (auto's communicator with input and output in its symmetric memory, Communicator::alloc_symmetric:
+// the kernels read the inputs in place; -k symm runs nccl and auto beside it). An algorithm marked * reads its inputs
+// in place.
 //
 // Each row: size count type redop backend algo | out-of-place time algbw busbw #wrong | in-place ... | vs nccl.
 // busbw = algbw * 2(n-1)/n. Times are microseconds per call: with -G 1 (default) the median over REPLAYS replays of a
@@ -135,6 +137,7 @@ class PerfRank {
   std::vector<Candidate> candidates_;
   void *sin_ = nullptr, *sout_ = nullptr;
   detail::NcclWindow win_in_{}, win_out_{};
+  void *symm_in_ = nullptr, *symm_out_ = nullptr;  // freed with comm_
   FILE* json_ = nullptr;
   long total_wrong_ = 0;
   std::map<std::string, std::pair<double, int>> bw_sum_;
@@ -197,6 +200,10 @@ void PerfRank::add_candidates() {
       PERF_NCCL(nc_.ncclCommWindowRegister(nccl_, sin_, o_.max_bytes, &win_in_, detail::kNcclWinCollSymmetric));
       PERF_NCCL(nc_.ncclCommWindowRegister(nccl_, sout_, o_.max_bytes, &win_out_, detail::kNcclWinCollSymmetric));
       candidates_.push_back({"nccl-symm", nullptr, sin_, sout_});
+    } else if (b == "symm") {
+      symm_in_ = comm_->alloc_symmetric(o_.max_bytes);
+      symm_out_ = comm_->alloc_symmetric(o_.max_bytes);
+      candidates_.push_back({"symm", comm_.get(), symm_in_, symm_out_});
     }
   }
 }
@@ -257,8 +264,11 @@ Row PerfRank::measure(const Candidate& c, size_t bytes) {
 
 void PerfRank::report(const Candidate& c, size_t bytes, const Row& row, double nccl_us) {
   const size_t count = bytes / dtype_size(o_.dtype);
-  const std::string algo = c.comm == nullptr ? (c.name == "nccl" ? "ring/tree" : "symmetric")
-                                             : std::string(algo_name(c.comm->algo_for(count, o_.dtype)));
+  std::string algo = c.comm == nullptr ? (c.name == "nccl" ? "ring/tree" : "symmetric") : "";
+  if (c.comm != nullptr) {
+    const CallPlan plan = c.comm->plan_for(c.in, c.out, count, o_.dtype);
+    algo = std::string(algo_name(plan.algo)) + (plan.symmetric ? "*" : "");
+  }
   auto algbw = [&](double us) { return double(bytes) / (us * 1e-6) / 1e9; };
   const double bus = 2.0 * (world_ - 1) / world_;
   bw_sum_[c.name].first += algbw(row.us[0]) * bus;
@@ -550,7 +560,7 @@ void usage() {
   std::fprintf(
       stderr,
       "usage: customar-perf [-g N] [-b MIN] [-e MAX] [-f FACTOR] [-n ITERS] [-w WARMUP] [-r REPLAYS] [-c 0|1]\n"
-      "                     [-G 0|1] [-d bf16|fp16|fp32] [-k auto|v2|v1|nccl|nccl-symm|all] [-J FILE]\n"
+      "                     [-G 0|1] [-d bf16|fp16|fp32] [-k auto|v2|v1|nccl|nccl-symm|symm|all] [-J FILE]\n"
       "                     [--tune [FILE]] [--fused [--fp8] | --norm-only [--fp8]]\n");
 }
 
@@ -565,7 +575,8 @@ std::vector<std::string> parse_backends(const std::string& k) {
   if (k == "all") return {"nccl", "nccl-symm", "v1", "auto"};
   if (k == "nccl") return {"nccl"};
   if (k == "auto" || k == "v2" || k == "v1" || k == "nccl-symm") return {"nccl", k};
-  throw std::runtime_error("-k " + k + ": expected auto, v2, v1, nccl, nccl-symm or all");
+  if (k == "symm") return {"nccl", "auto", "symm"};
+  throw std::runtime_error("-k " + k + ": expected auto, v2, v1, nccl, nccl-symm, symm or all");
 }
 
 // Returns false after printing usage for -h.

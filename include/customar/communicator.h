@@ -88,6 +88,12 @@ struct AddRmsNormArgs {
 /// into the Communicator's own peer-visible buffer inside the kernel (a fused staging copy), so graph inputs need no
 /// IPC handles, any allocator (VMM, expandable segments) works, and ranks cannot disagree on registered buffers.
 ///
+/// Symmetric memory (docs/symmetric-buffers.md): buffers from alloc_symmetric() are mapped by every peer, so a call
+/// whose input lies there, at the same offset of the same allocation on every rank, reads the peers' inputs where
+/// they lie: no staging copy and no size limit from the staging buffers (V2; other backends run such calls as any).
+/// Eager and captured calls alike; the choice is made per call from where the buffers lie, which every rank knows
+/// alike under that rule.
+///
 /// Failure: a custom kernel that waits longer than CUSTOMAR_TIMEOUT_MS for a peer abandons the call and records the
 /// missing rank. The next all_reduce() or check() on that rank throws TimeoutError naming it, and the Communicator
 /// is then broken for good: every later call throws StateError. Destroy it and build a new one (with the surviving
@@ -117,8 +123,13 @@ class Communicator {
   /// the result is ready. Pointers must be device memory aligned to the element size. Calls the custom path cannot
   /// take (byte count not a multiple of 16, larger than its buffers, above the config's crossover) go to NCCL on
   /// every rank alike, since the choice depends only on count and dtype. count == 0 does nothing.
-  /// Throws InvalidArgument for null pointers, an unknown dtype, a misaligned pointer or a byte count that overflows;
-  /// TimeoutError / StateError after a timed-out call (see above).
+  /// Symmetric buffers: an input that lies in a symmetric allocation (and is 16-byte aligned) must lie at the same
+  /// offset of the same allocation on every rank, and so must an output that lies in one; every other rank then
+  /// passes symmetric buffers too. The plan then depends on that as well (plan_call() with CallBuffers); ranks that
+  /// break the rule sum wrong data or time out, and CUSTOMAR_CHECK=1 turns that into InvalidArgument on every rank.
+  /// Throws InvalidArgument for null pointers, an unknown dtype, a misaligned pointer, a byte count that overflows,
+  /// or a buffer that starts in a symmetric allocation and runs past its end; TimeoutError / StateError after a
+  /// timed-out call (see above); StateError after a replayed graph met a freed symmetric buffer.
   void all_reduce(const void* in, void* out, size_t count, DataType dtype, cudaStream_t stream);
 
   /// residual_out = allreduce(in) + residual_in, norm_out = rmsnorm(residual_out) * gamma (AddRmsNormArgs), as one
@@ -140,6 +151,41 @@ class Communicator {
   /// (V1, NCCL) or that does not fit the buffers runs unfused; kUnfused runs the all-reduce set_algo() /
   /// the thresholds pick, then the norm kernel.
   void set_norm_path(std::optional<NormPath> path);
+
+  /// all_reduce() for a caller that means `in` to be symmetric: throws InvalidArgument before anything runs when `in`
+  /// lies in no live symmetric allocation (saying whether it lay in one freed since) or its bytes run past the
+  /// allocation's end. Otherwise exactly all_reduce().
+  void all_reduce_symmetric(const void* in, void* out, size_t count, DataType dtype, cudaStream_t stream);
+
+  /// Allocates `bytes` of device memory on this rank's device that every peer maps: a symmetric allocation, zeroed
+  /// and aligned to at least 256 bytes. Collective: every rank asks for the same `bytes`, and every rank makes its
+  /// alloc_symmetric() and free_symmetric() calls in the same order, so that the k-th allocation is the same buffer on
+  /// every rank and an offset into it names the same element everywhere. Lives until free_symmetric() or the
+  /// Communicator's destruction. Shared through VMM and POSIX file descriptors where every rank's driver allows it,
+  /// else CUDA IPC (rounded up to 2 MiB); plain memory no peer maps where the backend's kernels read no peer (NCCL,
+  /// V1, world size 1), so code that allocates symmetric buffers runs on every backend. At most 64 allocations are
+  /// live at once. Not while this device is capturing a CUDA graph. Throws, the same on every rank and with nothing
+  /// allocated: InvalidArgument when the ranks ask for different sizes (or are at different points of their sequences
+  /// of allocations), for 0 bytes or with 64 live; CudaError / Error when memory cannot be allocated or mapped;
+  /// TimeoutError when a rank does not join within CUSTOMAR_INIT_TIMEOUT_MS; StateError after a timed-out call.
+  void* alloc_symmetric(size_t bytes);
+
+  /// Frees a symmetric allocation. Collective, like alloc_symmetric(): every rank frees the same allocation, by the
+  /// pointer alloc_symmetric() returned. Waits for this rank's device to finish its work, and unmaps only once every
+  /// rank has, so that no kernel still reads the memory. A CUDA graph that captured a call on it must not be replayed
+  /// afterwards: the replayed call is dropped and later calls throw StateError. Throws InvalidArgument on every rank,
+  /// freeing nothing, when a rank's pointer does not start a live allocation or the ranks name different ones;
+  /// StateError after a timed-out call.
+  void free_symmetric(void* ptr);
+
+  /// Device memory this rank holds for symmetric allocations, in bytes, with the allocation granularity (2 MiB on
+  /// current GPUs) included; the custom backend's own buffers (capacity()) are not counted. Nothing else is allocated
+  /// for symmetric memory, at allocation or per call.
+  size_t symmetric_bytes() const;
+
+  /// The plan all_reduce(in, out, count, dtype) would run: its algorithm, why, and whether it reads the inputs in
+  /// place (CallPlan::symmetric). Throws InvalidArgument like all_reduce() for bad arguments.
+  CallPlan plan_for(const void* in, const void* out, size_t count, DataType dtype) const;
 
   /// Throws TimeoutError if an earlier call on this rank timed out waiting for a peer. Does not synchronise.
   void check();

@@ -44,6 +44,9 @@ Backend lower_backend(Backend a, Backend b);
 struct CallPlan {
   Algo algo = Algo::kNccl;
   const char* reason = "";  ///< static text, so planning a call allocates nothing.
+  /// The kernel reads every rank's input where it lies, in symmetric memory (Communicator::alloc_symmetric()), instead
+  /// of staging a copy of it: no staging copy, and no limit from the staging buffers' size.
+  bool symmetric = false;
 };
 
 /// How one all-reduce + residual add + RMSNorm call (Communicator::all_reduce_add_rmsnorm) runs.
@@ -95,6 +98,29 @@ struct NormCallPlan {
 /// staging buffer (fused_twoshot_staging_bytes()); a fused path that does not fit runs unfused. A pure function of
 /// its arguments, so every rank plans the same call alike.
 NormCallPlan plan_norm_call(const PlanFacts& facts, size_t tokens, size_t hidden, DataType dtype, bool fp8_out);
+/// Where a call's buffers lie, as every rank knows it alike: every rank passes symmetric buffers at the same offset of
+/// the same allocation (Communicator::alloc_symmetric()), so what one rank finds, every rank finds.
+struct CallBuffers {
+  bool in_symmetric = false;   ///< the input lies in one symmetric allocation and is 16-byte aligned
+  bool out_symmetric = false;  ///< the same for the output
+  bool in_place = false;       ///< the output is the input
+};
+
+/// Smallest message, in bytes, that a symmetric call runs as a two-shot whatever the one-shot pull threshold says: the
+/// large-message path (reduce-scatter, then all-gather by pushing into every rank's symmetric output).
+inline constexpr size_t kSymmetricTwoshotMin = size_t(32) << 20;
+
+/// Picks the algorithm for one call whose buffers lie as `buffers` says. A call whose input is not symmetric, or whose
+/// backend is not V2 (the symmetric kernels are run-time compiled only), is plan_call(facts, count, dtype). Otherwise,
+/// after the dtype and multiple-of-16 rules: a forced algorithm where it can run (see below); else NCCL above the
+/// symmetric crossover (none at 2 ranks, twice the config's crossover above 2); the one-shot push where the
+/// thresholds pick it (it has no staging copy); the one-shot pull reading the inputs in place where they pick the pull,
+/// out of place and below kSymmetricTwoshotMin; else the two-shot: pushing into every rank's output where the output is
+/// symmetric too or the call is in place; else gathering through the staging buffers where they hold the message; else,
+/// at 2 ranks, the pull (which moves as much as a two-shot there); else plan_call(facts, count, dtype). A forced pull
+/// in place runs the two-shot (a pull would overwrite its input while peers still read it). The staging buffers' size
+/// limits only the gathering two-shot. Pure, so every rank plans the same call alike.
+CallPlan plan_call(const PlanFacts& facts, size_t count, DataType dtype, const CallBuffers& buffers);
 
 /// Combines per-rank decisions (collective): every rank votes its own decision and all ranks return the lowest
 /// backend, with the reason of the first rank that voted for it ("rank r: ..."). dispatch_custom_allreduce() ends

@@ -487,6 +487,42 @@ class Communicator:
         self._impl.all_reduce_add_rmsnorm(input, residual_in, residual_out, gamma, dst, float(eps), fp8_scale,
                                           _current_stream(input), **extra)
 
+    def empty(self, shape: Any, dtype: Any = "bfloat16") -> Any:
+        """A new C-contiguous tensor of `shape` and `dtype` in symmetric memory: a torch tensor when torch can be
+        imported, else the DLPack object of empty_dlpack(). all_reduce() reads symmetric inputs in place on every peer
+        (no staging copy; docs/symmetric-buffers.md) when every rank passes the same tensor (or the same view of it).
+        Collective: every rank calls it with the same shape and dtype, in the same order as its other empty() and
+        free() calls. The memory belongs to the communicator: it lives until free(tensor) or close(), whatever
+        happens to the tensor object, and must not be used after either."""
+        obj = self.empty_dlpack(shape, dtype)
+        try:
+            import torch
+        except ImportError:
+            return obj
+        return torch.from_dlpack(obj)
+
+    def empty_dlpack(self, shape: Any, dtype: Any = "bfloat16") -> Any:
+        """empty() as a framework-neutral object with __dlpack__ and __dlpack_device__, for cupy.from_dlpack(),
+        jax.dlpack.from_dlpack() or torch.from_dlpack(). `dtype`: a name ('bfloat16', 'bf16') or a torch/NumPy/CuPy
+        dtype. Collective, like empty()."""
+        shape = (shape,) if isinstance(shape, int) and not isinstance(shape, bool) else shape
+        try:
+            dims = [operator.index(d) for d in shape]
+        except TypeError:
+            raise InvalidArgument(f"shape must be an int or a sequence of ints, got {shape!r}") from None
+        return self._impl.empty(dims, _dtype_name(dtype))
+
+    def free(self, tensor: Any) -> None:
+        """Frees the symmetric memory of a tensor from empty() (the tensor itself, not a view that starts elsewhere).
+        Collective: every rank frees the same tensor at the same point. Raises InvalidArgument, on every rank, for a
+        tensor that does not start a symmetric allocation or when the ranks free different ones."""
+        self._impl.free_symmetric(_exportable(tensor)[0])
+
+    @property
+    def symmetric_bytes(self) -> int:
+        """Device memory in bytes this rank holds for symmetric memory (empty()), allocation granularity included."""
+        return self._impl.symmetric_bytes
+
     @contextlib.contextmanager
     def capture(self):
         """Scope for CUDA-graph capture. customar's kernels stage their input themselves, so nothing is registered

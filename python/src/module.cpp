@@ -612,6 +612,31 @@ struct PyCommunicator {
     return std::string(algo_name(get().algo_for(count, d)));
   }
 
+  // Symmetric memory: a C-contiguous tensor over a new symmetric allocation (collective), owned by the communicator
+  // (freed by free_symmetric() or close(), never by the tensor's own lifetime: a free is collective, and ranks drop
+  // their tensors at different times).
+  nb::ndarray<nb::array_api> empty(const std::vector<int64_t>& shape, const std::string& dtype) {
+    Communicator& c = get();
+    const DataType d = dtype_from_name(dtype);
+    const size_t count = element_count(shape, "shape");
+    check_byte_size(count, d, "shape");
+    void* p = nullptr;
+    {
+      nb::gil_scoped_release release;  // the group's exchanges take it back to call into Python
+      p = c.alloc_symmetric(std::max<size_t>(count * dtype_size(d), 1));
+    }
+    std::vector<size_t> extents(shape.begin(), shape.end());
+    return nb::ndarray<nb::array_api>(p, extents.size(), extents.data(), nb::handle(), nullptr, dtype_to_dlpack(d),
+                                      nb::device::cuda::value, c.device());
+  }
+
+  void free_symmetric(nb::handle tensor) {
+    Communicator& c = get();
+    const Tensor t = parse_tensor(tensor, "tensor", false, std::nullopt);
+    nb::gil_scoped_release release;
+    c.free_symmetric(t.data);
+  }
+
   void set_algo(const std::optional<std::string>& name) {
     Communicator& c = get();
     if (!name) return c.set_algo(std::nullopt);
@@ -681,7 +706,10 @@ NB_MODULE(_ext, m) {
       .def_prop_ro("reason", [](const PyCommunicator& self) { return self.get().reason(); })
       .def_prop_ro("rank", [](const PyCommunicator& self) { return self.get().rank(); })
       .def_prop_ro("size", [](const PyCommunicator& self) { return self.get().size(); })
-      .def_prop_ro("device", [](const PyCommunicator& self) { return self.get().device(); });
+      .def_prop_ro("device", [](const PyCommunicator& self) { return self.get().device(); })
+      .def("empty", &PyCommunicator::empty, nb::arg("shape"), nb::arg("dtype"))
+      .def("free_symmetric", &PyCommunicator::free_symmetric, nb::arg("tensor").none())
+      .def_prop_ro("symmetric_bytes", [](const PyCommunicator& self) { return self.get().symmetric_bytes(); });
 
   nb::class_<VirtualRank>(m, "VirtualGroup",
                           "One rank of a virtual world (customar.run_virtual): usable from its rank's thread while "

@@ -3,6 +3,8 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <optional>
 
 #include "comm/custom_backend.h"
@@ -19,6 +21,8 @@
 #include "group/agree.h"
 #include "kernels/kernels.h"
 #include "kernels/norm/norm.h"
+#include "kernels/symmetric.h"
+#include "memory/symmetric_heap.h"
 #include "nccl/nccl_comm.h"
 #include "virtual/reference.h"
 #include "virtual/virtual_group.h"
@@ -63,12 +67,15 @@ struct Communicator::Impl {
   std::unique_ptr<detail::Fallback> fallback;           // NCCL, or the reference all-reduce of a virtual world
   const detail::VirtualGroup* virtual_group = nullptr;  // set when the ranks are threads on one GPU
   std::unique_ptr<detail::CustomBackend> custom;
-  std::unique_ptr<detail::Kernels> kernels;  // set for V1 and V2
+  std::unique_ptr<detail::Kernels> kernels;          // set for V1 and V2
+  std::unique_ptr<detail::SymmetricHeap> symmetric;  // made by the first alloc_symmetric()
   // Ordering of successive eager calls, whatever streams they are issued on.
   bool has_last_call = false;
   cudaEvent_t order_event = nullptr;
   // Set once a kernel reported a timed-out wait: the communicator never runs again.
   int failed_rank = -1;
+  // Set once a kernel found its symmetric buffer freed (a replayed graph): the communicator never runs again.
+  std::string broken;
 
   Impl(Group& g, int dev, const CommOptions& options)
       : group(g), device(dev), rank(g.rank()), world(g.size()), virtual_group(detail::as_virtual(g)) {
@@ -114,9 +121,11 @@ struct Communicator::Impl {
     if (peer_left && virtual_group != nullptr) {
       // A late peer's kernel may still touch this rank's buffers, and in the one shared context a freed address
       // would fail every rank: they go when the whole world has ended.
+      virtual_group->keep_until_end(std::shared_ptr<detail::SymmetricHeap>(std::move(symmetric)));
       virtual_group->keep_until_end(std::shared_ptr<detail::CustomBackend>(std::move(custom)));
       virtual_group->keep_until_end(std::shared_ptr<detail::Fallback>(std::move(fallback)));
     }
+    symmetric.reset();  // after the barrier: no peer reads this rank's symmetric memory any more
     custom.reset();
     kernels.reset();
     if (peer_left && fallback) fallback->abort_on_destroy();
@@ -216,8 +225,16 @@ struct Communicator::Impl {
     if (failed_rank >= 0)
       throw StateError("Communicator is broken: an earlier call timed out waiting for rank " +
                        std::to_string(failed_rank) + "; destroy it and build a new one");
+    if (!broken.empty()) throw StateError(broken);
     const int err = custom && custom->error() != 0 ? custom->error() : fallback ? fallback->error() : 0;
     if (err == 0) return;
+    if (err == detail::kErrorSymmetricUnmapped) {
+      broken =
+          "Communicator is broken: a kernel found its symmetric buffer freed (a CUDA graph that captured a call "
+          "on a symmetric buffer was replayed after free_symmetric()); the call did nothing, and nothing runs "
+          "on this communicator any more; destroy it and build a new one";
+      throw StateError(broken);
+    }
     failed_rank = (err & (detail::kErrorPeerGaveUp - 1)) - 1;
     const std::string what =
         (err & detail::kErrorPeerGaveUp)
@@ -269,25 +286,123 @@ struct Communicator::Impl {
     has_last_call = true;
   }
 
+  // ---- symmetric memory ----
+
+  // Where a call's buffers lie in symmetric memory (allocation number 0: outside it), and what the plan may take
+  // from that.
+  struct SymmetricUse {
+    uint64_t in_id = 0, in_offset = 0, out_id = 0, out_offset = 0;
+    CallBuffers buffers;
+  };
+
+  // Throws InvalidArgument for a buffer that starts in an allocation and runs past its end. The kernels read and
+  // write 16-byte vectors of a peer's copy, so a buffer off 16 bytes (the same on every rank: its offset is) is not
+  // symmetric to the plan.
+  SymmetricUse symmetric_use(const void* in, const void* out, size_t bytes) const {
+    SymmetricUse u;
+    u.buffers.in_place = in == out;
+    if (!symmetric) return u;
+    const detail::SymmetricBuffer* i = symmetric->find_range(in, bytes, "all_reduce: the input");
+    const detail::SymmetricBuffer* o = in == out ? i : symmetric->find_range(out, bytes, "all_reduce: the output");
+    if (i != nullptr) {
+      u.in_id = i->id;
+      u.in_offset = static_cast<uint64_t>(static_cast<const uint8_t*>(in) - i->base);
+    }
+    if (o != nullptr) {
+      u.out_id = o->id;
+      u.out_offset = static_cast<uint64_t>(static_cast<const uint8_t*>(out) - o->base);
+    }
+    u.buffers.in_symmetric = i != nullptr && reinterpret_cast<uintptr_t>(in) % 16 == 0;
+    u.buffers.out_symmetric = o != nullptr && reinterpret_cast<uintptr_t>(out) % 16 == 0;
+    return u;
+  }
+
+  static std::string where_text(uint64_t id, uint64_t offset) {
+    return id == 0 ? "outside symmetric memory"
+                   : "at offset " + std::to_string(offset) + " of symmetric allocation #" + std::to_string(id);
+  }
+
+  // CUSTOMAR_CHECK: every rank passes its buffers at the same offsets of the same allocations, or outside symmetric
+  // memory on every rank.
+  void verify_symmetric_use(const SymmetricUse& u) {
+    struct Where {
+      uint64_t in_id, in_offset, out_id, out_offset, in_place;
+    };
+    const Where mine{u.in_id, u.in_offset, u.out_id, u.out_offset, u.buffers.in_place ? 1u : 0u};
+    const std::vector<Where> all = all_gather_value(group, mine);
+    for (int r = 1; r < world; ++r) {
+      const Where& a = all[r];
+      const Where& b = all[0];
+      if (a.in_id == b.in_id && a.in_offset == b.in_offset && a.out_id == b.out_id && a.out_offset == b.out_offset &&
+          a.in_place == b.in_place)
+        continue;
+      auto text = [](const Where& w) {
+        return "its input " + where_text(w.in_id, w.in_offset) +
+               (w.in_place ? " (in place)" : " and its output " + where_text(w.out_id, w.out_offset));
+      };
+      throw InvalidArgument("CUSTOMAR_CHECK: rank " + std::to_string(r) + " passed " + text(a) + ", but rank 0 " +
+                            text(b) +
+                            "; every rank must pass symmetric buffers at the same offset of the same allocation, or "
+                            "buffers outside symmetric memory on every rank");
+    }
+  }
+
+  void* alloc_symmetric(size_t bytes) {
+    check_failed();
+    DeviceGuard guard(device);
+    if (!symmetric) {
+      // Peers map the memory only where kernels read it: V2 has the kernels on symmetric inputs.
+      void* region = custom && backend() == Backend::kV2 ? custom->handle().regions[rank] : nullptr;
+      const auto timeout = std::chrono::milliseconds(env().init_timeout_ms / 2);
+      symmetric =
+          std::make_unique<detail::SymmetricHeap>(group, detail::make_symmetric_ops(group, device, region, timeout));
+    }
+    return symmetric->allocate(bytes);
+  }
+
+  void free_symmetric(void* ptr) {
+    check_failed();
+    DeviceGuard guard(device);
+    if (!symmetric) throw InvalidArgument("free_symmetric: no symmetric allocation has been made on this communicator");
+    symmetric->release(ptr);
+  }
+
+  // The claim of all_reduce_symmetric(): `in` is symmetric.
+  void require_symmetric(const void* in, size_t bytes) const {
+    const detail::SymmetricBuffer* b =
+        symmetric ? symmetric->find_range(in, bytes, "all_reduce_symmetric: the input") : nullptr;
+    if (b != nullptr) return;
+    char p[32];
+    std::snprintf(p, sizeof(p), "%p", in);
+    throw InvalidArgument(
+        std::string("all_reduce_symmetric: the input ") + p + " is not symmetric: " +
+        (symmetric ? symmetric->why_not_symmetric(in) : "no symmetric allocation has been made on this communicator") +
+        "; pass memory from alloc_symmetric(), or call all_reduce()");
+  }
+
   void all_reduce(const void* in, void* out, size_t count, DataType dtype, cudaStream_t stream) {
     if (count == 0) {
       (void)dtype_size(dtype);
       return;
     }
     validate(in, out, count, dtype);
+    const SymmetricUse use = symmetric_use(in, out, count * dtype_size(dtype));
     check_failed();
     DeviceGuard guard(device);
     cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
     CUSTOMAR_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
     const bool capturing = capture != cudaStreamCaptureStatusNone;
-    if (check_mode && !capturing && world > 1) verify_same_call(count, dtype);
+    if (check_mode && !capturing && world > 1) {
+      verify_same_call(count, dtype);
+      verify_symmetric_use(use);
+    }
     if (backend() == Backend::kNone) {
       if (in != out)
         CUSTOMAR_CUDA_CHECK(cudaMemcpyAsync(out, in, count * dtype_size(dtype), cudaMemcpyDeviceToDevice, stream));
       return;
     }
     if (!capturing) order_after_last_call(stream);
-    const detail::Plan p = detail::plan_launch(facts, limits, count, dtype);
+    const detail::Plan p = detail::plan_launch(facts, limits, count, dtype, use.buffers);
     // Captured calls log under GRAPH, eager ones under COLL, so a replayed graph's calls can be told from eager ones.
     CUSTOMAR_TRACE(capturing ? "GRAPH" : "COLL", "all_reduce %zu x %s: %s (%s)%s", count,
                    std::string(dtype_name(dtype)).c_str(), std::string(algo_name(p.algo)).c_str(), p.reason,
@@ -352,14 +467,15 @@ struct Communicator::Impl {
                    capturing ? ", captured into a graph" : "");
     if (p.call.path != NormPath::kUnfused) {
       kernels->launch_norm(p.kernel, custom->handle(), call, a.dtype, stream);
-      return;
+    } else {
+      // Unfused: the all-reduce in place into `in` (its contents are the call's to use), then the norm kernel.
+      if (p.kernel.kernel != detail::Kernel::kNone)
+        kernels->launch(p.kernel, custom->handle(), a.in, a.in, a.dtype, stream);
+      else
+        fallback->all_reduce(a.in, a.in, a.tokens * a.hidden, a.dtype, stream);
+      detail::launch_add_rmsnorm(call, a.dtype, p.norm_grid, p.norm_pdl, stream);
     }
-    // Unfused: the all-reduce in place into `in` (its contents are the call's to use), then the norm kernel.
-    if (p.kernel.kernel != detail::Kernel::kNone)
-      kernels->launch(p.kernel, custom->handle(), a.in, a.in, a.dtype, stream);
-    else
-      fallback->all_reduce(a.in, a.in, a.tokens * a.hidden, a.dtype, stream);
-    detail::launch_add_rmsnorm(call, a.dtype, p.norm_grid, p.norm_pdl, stream);
+    if (!capturing) record_call_end(stream);
   }
 };
 
@@ -404,6 +520,21 @@ Algo Communicator::algo_for(size_t count, DataType dtype) const {
   return plan_call(impl_->facts, count, dtype).algo;
 }
 size_t Communicator::capacity() const { return impl_->capacity(); }
+
+void Communicator::all_reduce_symmetric(const void* in, void* out, size_t count, DataType dtype, cudaStream_t stream) {
+  Impl::validate(in, out, count, dtype);
+  impl_->require_symmetric(in, count * dtype_size(dtype));
+  impl_->all_reduce(in, out, count, dtype, stream);
+}
+void* Communicator::alloc_symmetric(size_t bytes) { return impl_->alloc_symmetric(bytes); }
+void Communicator::free_symmetric(void* ptr) { impl_->free_symmetric(ptr); }
+size_t Communicator::symmetric_bytes() const { return impl_->symmetric ? impl_->symmetric->bytes() : 0; }
+CallPlan Communicator::plan_for(const void* in, const void* out, size_t count, DataType dtype) const {
+  Impl::validate(in, out, count, dtype);
+  const Impl::SymmetricUse use = impl_->symmetric_use(in, out, count * dtype_size(dtype));
+  if (impl_->backend() == Backend::kNone) return {Algo::kNccl, "world size 1: the call is a copy"};
+  return plan_call(impl_->facts, count, dtype, use.buffers);
+}
 int Communicator::rank() const { return impl_->rank; }
 int Communicator::size() const { return impl_->world; }
 int Communicator::device() const { return impl_->device; }

@@ -75,5 +75,10 @@ void check_norm_args(const AddRmsNormArgs& args);
 
 /// The kernels' view of checked arguments.
 NormCall norm_call(const AddRmsNormArgs& args);
+/// The same for a call whose buffers lie as `buffers` says: plan_call(facts, count, dtype, buffers), and a symmetric
+/// plan runs a kernel that reads the inputs in place (symmetric_pull, symmetric_twoshot_push where the output is
+/// symmetric or the call is in place, else symmetric_twoshot).
+Plan plan_launch(const PlanFacts& facts, const LaunchLimits& limits, size_t count, DataType dtype,
+                 const CallBuffers& buffers);
 
 }  // namespace customar::detail

@@ -16,6 +16,9 @@ enum class Kernel : int {
   kTwoshot,
   kPushAddRmsNorm,
   kTwoshotAddRmsNorm,
+  kSymmetricPull,
+  kSymmetricTwoshot,
+  kSymmetricTwoshotPush,
   kNone
 };
 
@@ -43,6 +46,12 @@ inline constexpr KernelVariant kKernelVariants[] = {
     // handle, as the kernels they extend.
     {Kernel::kPushAddRmsNorm, Algo::kOneshotPush, "push_add_rmsnorm", "push_add_rmsnorm_body", false, false},
     {Kernel::kTwoshotAddRmsNorm, Algo::kTwoshot, "twoshot_add_rmsnorm", "twoshot_add_rmsnorm_body", false, false},
+    // On symmetric inputs (kernels/device/symmetric.cuh), V2 only. __grid_constant__ as the pull: their barriers and
+    // the all-gather index regions[] at run time.
+    {Kernel::kSymmetricPull, Algo::kOneshotPull, "symmetric_pull", "symmetric_pull_body", true, false},
+    {Kernel::kSymmetricTwoshot, Algo::kTwoshot, "symmetric_twoshot", "symmetric_twoshot_body", true, false},
+    {Kernel::kSymmetricTwoshotPush, Algo::kTwoshot, "symmetric_twoshot_push", "symmetric_twoshot_push_body", true,
+     false},
 };
 inline constexpr int kKernelCount = static_cast<int>(sizeof(kKernelVariants) / sizeof(kKernelVariants[0]));
 static_assert(kKernelCount == static_cast<int>(Kernel::kNone), "one record per Kernel value, in enum order");

@@ -33,6 +33,7 @@
 #include "comm/lab_access.h"
 #include "customar/communicator.h"
 #include "customar/env.h"
+#include "verdict.h"
 #include "world.h"
 
 using namespace customar;
@@ -84,27 +85,6 @@ std::string describe(const Call& c) {
                 c.count * dtype_size(c.dtype), c.inplace ? "in-place" : "out-of-place",
                 c.offset_elems ? " misaligned" : "");
   return buf;
-}
-
-// Every rank's verdict and checksum; true when all ranks are right and (custom algorithms) bitwise identical.
-bool agree(Group& g, const CheckResult& r, bool want_identical, std::string* why) {
-  struct V {
-    unsigned long long wrong, checksum, first_bad;
-  } mine{r.wrong, r.checksum, r.first_bad};
-  const auto all = all_gather_value(g, mine);
-  for (int k = 0; k < g.size(); ++k)
-    if (all[k].wrong) {
-      *why = "rank " + std::to_string(k) + ": " + std::to_string(all[k].wrong) + " wrong elements, first at " +
-             std::to_string(all[k].first_bad);
-      return false;
-    }
-  if (want_identical)
-    for (int k = 1; k < g.size(); ++k)
-      if (all[k].checksum != all[0].checksum) {
-        *why = "rank " + std::to_string(k) + "'s result differs bitwise from rank 0's";
-        return false;
-      }
-  return true;
 }
 
 // Exact sums for small integers (fp8 aside), the dtype's rounding otherwise.
@@ -387,10 +367,7 @@ int run_rank(Group& g, const Options& opt) {
   TEST_CUDA(cudaFree(x.in));
   TEST_CUDA(cudaFree(x.out));
   TEST_CUDA(cudaFree(x.res));
-  int failed = 0;
-  for (int f : all_gather_value(g, x.failed)) failed += f;
-  if (x.rank == 0) std::printf("[world %d] %d passed, %d failed\n", x.world, x.passed, failed);
-  return failed == 0 ? 0 : 1;
+  return tally(g, x.passed, x.failed);
 }
 
 }  // namespace

@@ -1,0 +1,43 @@
+// Every rank's verdict on one call, compared across ranks: the GPU tests' way to say that a call was right everywhere
+// and, for customar's own algorithms, bitwise identical on every rank.
+#pragma once
+
+#include <cstdio>
+#include <string>
+
+#include "check_kernels.h"
+#include "customar/group.h"
+
+namespace customar::test {
+
+/// Collective. True when no rank found a wrong element and, if `want_identical`, every rank's output has rank 0's
+/// checksum; otherwise false with `*why` naming the first rank that differs.
+inline bool agree(Group& g, const CheckResult& r, bool want_identical, std::string* why) {
+  struct V {
+    unsigned long long wrong, checksum, first_bad;
+  } mine{r.wrong, r.checksum, r.first_bad};
+  const auto all = all_gather_value(g, mine);
+  for (int k = 0; k < g.size(); ++k)
+    if (all[k].wrong) {
+      *why = "rank " + std::to_string(k) + ": " + std::to_string(all[k].wrong) + " wrong elements, first at " +
+             std::to_string(all[k].first_bad);
+      return false;
+    }
+  if (want_identical)
+    for (int k = 1; k < g.size(); ++k)
+      if (all[k].checksum != all[0].checksum) {
+        *why = "rank " + std::to_string(k) + "'s result differs bitwise from rank 0's";
+        return false;
+      }
+  return true;
+}
+
+/// Collective: rank 0 prints the world's tally; returns this rank's exit code, 0 when no rank failed.
+inline int tally(Group& g, int passed, int failed) {
+  int all_failed = 0;
+  for (int f : all_gather_value(g, failed)) all_failed += f;
+  if (g.rank() == 0) std::printf("[world %d] %d passed, %d failed\n", g.size(), passed, all_failed);
+  return all_failed == 0 ? 0 : 1;
+}
+
+}  // namespace customar::test
