@@ -57,8 +57,8 @@ if want reliability; then
 fi
 
 # The fused all-reduce + residual + RMSNorm and the symmetric-buffer paths, at every world size as virtual ranks.
-for kind in fused symm; do
-  want "$kind" || continue
+for kind in fused symmetric; do
+  want "${kind%etric}" || continue
   bin="${bin_dir:+$bin_dir/}${kind}_test"
   [ -z "$bin_dir" ] && bin="${CUSTOMAR_BUILD_DIR:-build}/tests/gpu/${kind}_test"
   [ -x "$bin" ] || { echo "skip $kind: $bin not built"; continue; }

@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 build="${1:-${CUSTOMAR_BUILD_DIR:-build}}"
 rm -rf .gpu-bin && mkdir -p .gpu-bin
 cp -L "$build/src/libcustomar.so.0" .gpu-bin/libcustomar.so.0
-for f in tools/customar-info tools/customar-perf lab/customar-floor lab/customar-ab tests/gpu/allreduce_test tests/gpu/reliability_test; do
+for f in tools/customar-info tools/customar-perf lab/customar-floor lab/customar-ab tests/gpu/allreduce_test tests/gpu/reliability_test \
+         tests/gpu/fused_test tests/gpu/symmetric_test; do
   [ -f "$build/$f" ] && cp "$build/$f" .gpu-bin/
 done
 strip --strip-debug .gpu-bin/* 2>/dev/null || true

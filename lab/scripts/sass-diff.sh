@@ -31,7 +31,7 @@ def funcs(path):
         if m:
             name = m.group(1); out[name] = []
         elif name:
-            out[name].append(line)
+            out[name].append(" ".join(line.split()))  # column widths follow the longest name in the module
     return out
 old, new = funcs(sys.argv[1]), funcs(sys.argv[2])
 # Bodies compared by content: a kernel renamed with the same code is "same".
