@@ -146,7 +146,8 @@ std::string SymmetricHeap::why_not_symmetric(const void* p) const {
   const auto a = reinterpret_cast<uintptr_t>(p);
   for (auto it = freed_.rbegin(); it != freed_.rend(); ++it)
     if (a >= it->first.first && a < it->first.second)
-      return "it lies in symmetric allocation #" + std::to_string(it->second) + ", freed since";
+      return "it lies in no live symmetric allocation (its address was in allocation #" + std::to_string(it->second) +
+             ", freed since: a freed buffer, or new memory at the same address)";
   return "it lies in no symmetric allocation of this communicator";
 }
 

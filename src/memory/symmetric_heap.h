@@ -69,8 +69,9 @@ class SymmetricHeap {
   /// find(p), and [p, p + bytes) must lie inside its allocation: throws InvalidArgument naming `what`, the allocation
   /// and by how much the range runs past its end. nullptr when p lies in no allocation.
   const SymmetricBuffer* find_range(const void* p, size_t bytes, const char* what) const;
-  /// Why `p` is in no live allocation, for messages: "it lies in symmetric allocation #3, freed since" or "it lies
-  /// in no symmetric allocation of this communicator".
+  /// Why `p` is in no live allocation, for messages: "it lies in no live symmetric allocation (its address was in
+  /// allocation #3, freed since: ...)" or "it lies in no symmetric allocation of this communicator". An address a
+  /// freed allocation held may since belong to new ordinary memory, so the first says both.
   std::string why_not_symmetric(const void* p) const;
 
   /// Device memory this rank holds for symmetric allocations, in bytes (what the mappings take, granularity included).
