@@ -491,6 +491,7 @@ bool share_once(Group& g, bool vmm, uint64_t tag, std::string* why) {
 
 int same_gpu_rank(Group& g) {
   TEST_CUDA(cudaSetDevice(0));
+  install_crash_printer();
   int failed = 0;
   for (bool vmm : {true, false}) {
     const char* name = vmm ? "VMM file descriptors" : "CUDA IPC";
@@ -520,8 +521,7 @@ int same_gpu_rank(Group& g) {
 // ---- --bench --------------------------------------------------------------------------------------------------------
 
 int bench_rank(Group& g, const Options& opt) {
-  const int device = rank_device(opt.world, g);
-  TEST_CUDA(cudaSetDevice(device));
+  const int device = start_rank(opt.world, g);
   RankStream stream(opt.world, g);
   const cudaStream_t s = stream.get();
   Communicator comm(g, device);
@@ -557,8 +557,7 @@ int bench_rank(Group& g, const Options& opt) {
 }
 
 int run_rank(Group& g, const Options& opt) {
-  const int device = rank_device(opt.world, g);
-  TEST_CUDA(cudaSetDevice(device));
+  const int device = start_rank(opt.world, g);
   RankStream stream(opt.world, g);
   Ctx x{g, opt, g.rank(), g.size(), device, stream.get()};
   x.max_bytes = (opt.quick ? size_t(8) : size_t(33)) * M;
