@@ -1,6 +1,7 @@
 """Symmetric memory from Python on real GPUs (run by scripts/gpu-check.sh with the other Python tests): comm.empty()
-and comm.empty_dlpack() at world size 1 (a copy) in torch and CuPy, their errors, and at world sizes 2 and 4 calls that
-read symmetric inputs in place, eagerly and in a CUDA graph, against a float64 reference."""
+and comm.empty_dlpack() at world size 1 (a copy) in torch and CuPy, their errors; on one GPU, virtual ranks
+(customar.run_virtual) summing symmetric tensors in and out of place; and on 2 and 4 GPUs calls that read symmetric
+inputs in place, eagerly and in a CUDA graph. Every sum against a float64 reference."""
 import os
 import socket
 
@@ -59,6 +60,42 @@ def test_free_of_a_tensor_outside_symmetric_memory_is_rejected(comm):
 def test_empty_rejects_bad_shapes(comm, shape):
     with pytest.raises(customar.InvalidArgument):
         comm.empty(shape, "bfloat16")
+
+
+def _virtual_rank(group, n, seeds):
+    comm = customar.Communicator(group, group.device)
+    x = comm.empty(n, torch.bfloat16)
+    y = comm.empty(n, torch.bfloat16)
+    wrong = []
+    for seed in seeds:
+        inputs, ref, mag = _reference(n, group.size, seed)
+        x.copy_(inputs[group.rank].to(torch.bfloat16))
+        y.fill_(float("nan"))
+        torch.cuda.current_stream().synchronize()  # the rank's stream: never the device, which holds the peers'
+        group.barrier()
+        comm.all_reduce(x, out=y)
+        torch.cuda.current_stream().synchronize()
+        if not _close(y, ref, mag, group.size):
+            wrong.append(("out of place", seed))
+        group.barrier()
+        comm.all_reduce(x, out=x)
+        torch.cuda.current_stream().synchronize()
+        if not _close(x, ref, mag, group.size):
+            wrong.append(("in place", seed))
+    held = comm.symmetric_bytes
+    comm.free(y)
+    comm.free(x)
+    return comm.backend, wrong, held, comm.symmetric_bytes
+
+
+@needs_gpu
+@pytest.mark.parametrize("world", [2, 4])
+@pytest.mark.parametrize("n", [1 << 19, 9 << 20])  # 1 MiB and 18 MiB of bf16: a pull and the two-shot
+def test_virtual_ranks_sum_symmetric_tensors(world, n):
+    got = customar.run_virtual(world, lambda g: _virtual_rank(g, n, (1, 2)))
+    for rank, (backend, wrong, held, after) in enumerate(got):
+        assert not wrong, (rank, backend, wrong)
+        assert held >= 2 * n * 2 and after == 0, (rank, held, after)
 
 
 def _free_port():
