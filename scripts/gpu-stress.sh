@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reliability suite for a machine with 2+ GPUs (issue: dead peers, bad input, stress, sanitizers, lifecycle).
+# Reliability suite for a machine with 2+ GPUs (dead peers, bad input, stress, sanitizers, lifecycle).
 # Usage: scripts/gpu-stress.sh [BIN_DIR]   (default: .gpu-bin if staged, else the build tree)
 # CUSTOMAR_STRESS_CALLS (default 1000000) and CUSTOMAR_STRESS_SECONDS (default 300) bound the stress runs (10^6
 # calls take about 155 s at 2 GPUs and 160 s at 4 on H200). CUSTOMAR_STRESS_WORLDS (default "2 4") picks the world
