@@ -1,8 +1,5 @@
 #include "memory/vmm_api.h"
 
-#include "common/check.h"
-#include "customar/error.h"
-
 namespace customar::detail {
 
 const VmmApi& vmm_api() {
@@ -20,20 +17,9 @@ const VmmApi& vmm_api() {
     bind_driver_entry("cuMemMap", &a.map, &a.missing);
     bind_driver_entry("cuMemUnmap", &a.unmap, &a.missing);
     bind_driver_entry("cuMemSetAccess", &a.set_access, &a.missing);
-    bind_driver_entry("cuGetErrorName", &a.error_name, &a.missing);
     return a;
   }();
   return api;
-}
-
-void check_driver(CUresult result, const std::string& call, const char* file, int line) {
-  if (result == CUDA_SUCCESS) return;
-  const char* name = nullptr;
-  const VmmApi& api = vmm_api();
-  if (api.error_name == nullptr || api.error_name(result, &name) != CUDA_SUCCESS || name == nullptr)
-    name = "an unknown CUresult";
-  throw CudaError(call + " failed: " + name + " (" + std::to_string(static_cast<int>(result)) + ") at " +
-                  where(file, line));
 }
 
 }  // namespace customar::detail

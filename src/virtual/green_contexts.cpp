@@ -3,6 +3,7 @@
 #include <cuda.h>
 
 #include "common/check.h"
+#include "common/driver.h"
 #include "common/log.h"
 
 namespace customar::detail {
@@ -24,39 +25,22 @@ struct GreenApi {
   std::string missing;  // the first entry point the driver lacks
 };
 
-template <typename F>
-void bind(const char* name, F* fn, std::string* missing) {
-  void* p = nullptr;
-  cudaDriverEntryPointQueryResult status{};
-  if (cudaGetDriverEntryPointByVersion(name, &p, CUDART_VERSION, cudaEnableDefault, &status) != cudaSuccess ||
-      status != cudaDriverEntryPointSuccess || p == nullptr) {
-    (void)cudaGetLastError();
-    if (missing->empty()) *missing = name;
-    return;
-  }
-  *fn = reinterpret_cast<F>(p);
-}
-
 const GreenApi& green_api() {
   static const GreenApi api = [] {
     GreenApi a;
-    bind("cuDeviceGet", &a.device_get, &a.missing);
-    bind("cuDeviceGetDevResource", &a.get_resource, &a.missing);
-    bind("cuDevSmResourceSplitByCount", &a.split, &a.missing);
-    bind("cuDevResourceGenerateDesc", &a.generate_desc, &a.missing);
-    bind("cuGreenCtxCreate", &a.create, &a.missing);
-    bind("cuGreenCtxDestroy", &a.destroy, &a.missing);
-    bind("cuCtxFromGreenCtx", &a.to_context, &a.missing);
-    bind("cuGreenCtxStreamCreate", &a.stream_create, &a.missing);
-    bind("cuStreamDestroy", &a.stream_destroy, &a.missing);
-    bind("cuCtxSetCurrent", &a.set_current, &a.missing);
+    bind_driver_entry("cuDeviceGet", &a.device_get, &a.missing);
+    bind_driver_entry("cuDeviceGetDevResource", &a.get_resource, &a.missing);
+    bind_driver_entry("cuDevSmResourceSplitByCount", &a.split, &a.missing);
+    bind_driver_entry("cuDevResourceGenerateDesc", &a.generate_desc, &a.missing);
+    bind_driver_entry("cuGreenCtxCreate", &a.create, &a.missing);
+    bind_driver_entry("cuGreenCtxDestroy", &a.destroy, &a.missing);
+    bind_driver_entry("cuCtxFromGreenCtx", &a.to_context, &a.missing);
+    bind_driver_entry("cuGreenCtxStreamCreate", &a.stream_create, &a.missing);
+    bind_driver_entry("cuStreamDestroy", &a.stream_destroy, &a.missing);
+    bind_driver_entry("cuCtxSetCurrent", &a.set_current, &a.missing);
     return a;
   }();
   return api;
-}
-
-std::string driver_error(const std::string& call, CUresult r) {
-  return call + " failed: CUresult " + std::to_string(static_cast<int>(r));
 }
 
 }  // namespace
