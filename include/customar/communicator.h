@@ -79,10 +79,10 @@ struct AddRmsNormArgs {
 ///
 /// Thread-safety: one thread per rank drives a Communicator; calls on all ranks must come in the same order with the
 /// same count and dtype (CUSTOMAR_CHECK=1 verifies this on every eager call). Successive eager calls may use
-/// different streams: the Communicator orders each call after the previous one itself (a stream may be destroyed once its
-/// calls are issued). Replays of a captured graph are ordered by
-/// the stream the caller launches them on, as any graph is: a replay and an eager call on two streams need an order
-/// from the caller (an event), exactly as two NCCL calls would.
+/// different streams: the Communicator orders each call after the previous one itself (a stream may be destroyed once
+/// its calls are issued). Replays of a captured graph are ordered by the stream the caller launches them on, as any
+/// graph is: a replay and an eager call on two streams need an order from the caller (an event), exactly as two NCCL
+/// calls would.
 ///
 /// CUDA graphs: all_reduce() may be captured as it is; nothing needs registering. The custom kernels copy the input
 /// into the Communicator's own peer-visible buffer inside the kernel (a fused staging copy), so graph inputs need no

@@ -25,12 +25,11 @@ CustomBackend::CustomBackend(Group& group, int device, const Topology& topo, siz
     });
     // open_ipc_peer_memory is collective: every rank reaches its one exchange (handle or allocation error), and a
     // failure to open a peer's handle, which is local, is agreed on by the step.
-    run_step(group, "mapping peer memory",
-             [&] {
-               const size_t bytes = region_bytes(capacity, push_capacity, world);
-               memory_ = as_virtual(group) != nullptr ? open_local_peer_memory(group, device, bytes)
-                                                      : open_ipc_peer_memory(group, device, bytes);
-             });
+    run_step(group, "mapping peer memory", [&] {
+      const size_t bytes = region_bytes(capacity, push_capacity, world);
+      memory_ = as_virtual(group) != nullptr ? open_local_peer_memory(group, device, bytes)
+                                             : open_ipc_peer_memory(group, device, bytes);
+    });
 
     handle_.rank = rank;
     handle_.world = world;

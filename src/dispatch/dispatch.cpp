@@ -156,7 +156,6 @@ Backend lower_backend(Backend a, Backend b) {
   return rank_of(a) <= rank_of(b) ? a : b;
 }
 
-
 Decision dispatch_custom_allreduce(Group& group, int device, Topology* topology_out) {
   if (group.size() == 1) return {Backend::kNone, "world size 1: nothing to reduce"};
   return detail::agree_setup(group, device, std::nullopt, topology_out).decision;

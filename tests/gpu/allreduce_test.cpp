@@ -45,7 +45,7 @@ struct Options {
   World world;
   std::string expect;
   bool quick = false;
-  bool smoke = false;  // a handful of cases, for runs under compute-sanitizer
+  bool smoke = false;     // a handful of cases, for runs under compute-sanitizer
   std::string v2_source;  // the text of --v2-source FILE
 };
 
@@ -209,11 +209,7 @@ void graph_replay(Ctx& x, Communicator& comm) {
     TEST_CUDA(cudaGraphInstantiate(&exec, graph, 0));
   } catch (const std::exception& e) {
     x.record(false, std::string("graph capture: ") + e.what());
-    // A capture left open would make every later call of this thread fail: end it, dropping what it held.
-    cudaGraph_t partial = nullptr;
-    (void)cudaStreamEndCapture(x.s, &partial);
-    if (partial != nullptr) (void)cudaGraphDestroy(partial);
-    (void)cudaGetLastError();
+    abandon_capture(x.s);
   }
   for (int replay = 0; exec != nullptr && replay < (x.opt.smoke ? 1 : 3); ++replay) {
     const uint64_t gseed = mix(777 + replay);

@@ -27,6 +27,7 @@
 #include "customar/communicator.h"
 #include "customar/env.h"
 #include "fused_harness.h"
+#include "verdict.h"
 #include "world.h"
 
 using namespace customar;
@@ -230,10 +231,7 @@ void graph_replay(FusedCtx& x, Communicator& comm) {
     TEST_CUDA(cudaGraphInstantiate(&exec, graph, 0));
   } catch (const std::exception& e) {
     x.record(false, std::string("graph capture: ") + e.what());
-    cudaGraph_t partial = nullptr;
-    (void)cudaStreamEndCapture(x.s, &partial);
-    if (partial != nullptr) (void)cudaGraphDestroy(partial);
-    (void)cudaGetLastError();
+    abandon_capture(x.s);
   }
   for (int replay = 0; exec != nullptr && replay < (x.opt.smoke ? 1 : 3); ++replay) {
     const uint64_t plain_seed = mix(991 + replay);
@@ -364,10 +362,7 @@ int run_rank(Group& g, const FusedOptions& opt) {
   }
   TEST_CUDA(cudaFree(x.res));
   TEST_CUDA(cudaFree(x.plain_res));
-  int failed = 0;
-  for (int f : all_gather_value(g, x.failed)) failed += f;
-  if (x.rank == 0) std::printf("[world %d] %d passed, %d failed\n", x.world, x.passed, failed);
-  return failed == 0 ? 0 : 1;
+  return tally(g, x.passed, x.failed);
 }
 
 }  // namespace

@@ -344,7 +344,8 @@ int main(int argc, char** argv) {
   Options o;
   if (argc < 2) {
     std::fprintf(stderr,
-                 "usage: reliability_test dead-peer|no-call|late-peer|check-mode|stress|lifecycle [-n W | --virtual W] [--graph] "
+                 "usage: reliability_test dead-peer|no-call|late-peer|check-mode|stress|lifecycle [-n W | --virtual W] "
+                 "[--graph] "
                  "[--calls N] [--seconds S] [--iters N] [--count N]\n");
     return 2;
   }

@@ -217,10 +217,7 @@ void graph_replay(Ctx& x, Communicator& comm) {
     TEST_CUDA(cudaGraphInstantiate(&exec, graph, 0));
   } catch (const std::exception& e) {
     x.record(false, std::string("graph capture: ") + e.what());
-    cudaGraph_t partial = nullptr;
-    (void)cudaStreamEndCapture(x.s, &partial);
-    if (partial != nullptr) (void)cudaGraphDestroy(partial);
-    (void)cudaGetLastError();
+    abandon_capture(x.s);
   }
   for (int replay = 0; exec != nullptr && replay < 3; ++replay) {
     const uint64_t gseed = mix(999 + replay);

@@ -2,6 +2,8 @@
 // and, for customar's own algorithms, bitwise identical on every rank.
 #pragma once
 
+#include <cuda_runtime_api.h>
+
 #include <cstdio>
 #include <string>
 
@@ -38,6 +40,15 @@ inline int tally(Group& g, int passed, int failed) {
   for (int f : all_gather_value(g, failed)) all_failed += f;
   if (g.rank() == 0) std::printf("[world %d] %d passed, %d failed\n", g.size(), passed, all_failed);
   return all_failed == 0 ? 0 : 1;
+}
+
+/// Ends a capture that failed part-way on `stream`, dropping what it held: a capture left open would make every later
+/// call of this thread fail.
+inline void abandon_capture(cudaStream_t stream) {
+  cudaGraph_t partial = nullptr;
+  (void)cudaStreamEndCapture(stream, &partial);
+  if (partial != nullptr) (void)cudaGraphDestroy(partial);
+  (void)cudaGetLastError();
 }
 
 }  // namespace customar::test

@@ -79,8 +79,8 @@ __device__ __forceinline__ void touch_params(const DeviceHandle& h, const void* 
                                              bool in_aligned, bool out_aligned) {
   __shared__ unsigned sink;
   unsigned long long x = reinterpret_cast<unsigned long long>(h.counters) ^ h.capacity ^ h.push_capacity ^
-                         static_cast<unsigned long long>(h.rank) ^
-                         reinterpret_cast<unsigned long long>(in) ^ reinterpret_cast<unsigned long long>(out) ^ nvec ^
+                         static_cast<unsigned long long>(h.rank) ^ reinterpret_cast<unsigned long long>(in) ^
+                         reinterpret_cast<unsigned long long>(out) ^ nvec ^
                          static_cast<unsigned long long>(in_aligned) ^ static_cast<unsigned long long>(out_aligned);
 #pragma unroll
   for (int r = 0; r < W; ++r) x ^= reinterpret_cast<unsigned long long>(h.regions[r]);

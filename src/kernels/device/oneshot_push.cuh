@@ -247,17 +247,17 @@ __device__ __forceinline__ void push_multi_block_body(const DeviceHandle& h, con
 // threads, and the copy's loads turn the re-arm's stores into generic ones (1.4 us at 2 MiB, 2.3 at 4 MiB, on
 // 2x H200).
 template <typename T, int W, bool kPdl>
-__device__ __forceinline__ void push_wide_body(const DeviceHandle& h, const T* in, T* out, size_t nvec,
-                                               bool in_aligned, bool out_aligned) {
+__device__ __forceinline__ void push_wide_body(const DeviceHandle& h, const T* in, T* out, size_t nvec, bool in_aligned,
+                                               bool out_aligned) {
   push_call<T, W, kPdl, false, true>(h, in, out, nvec, in_aligned, out_aligned);
 }
 
 // The push of a one-block grid (messages up to 4 KiB with the built-in shape), a kernel of its own: plain stores for
 // the sends and the call record two slots per store (0.1 us at 1 KiB on 2x H200). Each push kernel is an entry point
 // of its own because an edit to one then leaves the others' SASS as it was: as branches of one kernel, edits for one
-// size range moved the others by 0.03-0.4 us (register allocation or code layout). Plain stores are safe for the Lamport
-// protocol: each slot is written once per call and read only after a poll saw every lane of it arrive (the 32-bit
-// elements of a vector store are single-copy atomic, and lanes are checked one by one), and the kernel boundary
+// size range moved the others by 0.03-0.4 us (register allocation or code layout). Plain stores are safe for the
+// Lamport protocol: each slot is written once per call and read only after a poll saw every lane of it arrive (the
+// 32-bit elements of a vector store are single-copy atomic, and lanes are checked one by one), and the kernel boundary
 // orders them before the next call's re-arm.
 template <typename T, int W, bool kPdl>
 __device__ __forceinline__ void push_one_block_body(const DeviceHandle& h, const T* in, T* out, size_t nvec,
