@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The test command (README, .ci/run): installs what is missing, builds, runs the CPU tests (no GPU needed) and
-# checks that an installed customar is usable through find_package.
+# The test command (README, .ci/run): installs what is missing, builds, runs the CPU tests (no GPU needed), checks
+# that an installed customar is usable through find_package, and that the lab still compiles.
 # The Python binding's tests need nanobind, scikit-build-core, pytest and numpy: the missing ones are installed with
 # pip; where that fails (no network), one line says that the Python tests were skipped and everything else still
 # runs. Under CI (CI=true) a failed install fails the run instead, so CI never skips them silently.
@@ -46,4 +46,14 @@ if [ "$python_ok" = 1 ]; then
   repo="$PWD"
   (cd "$prefix" && python3 -m pytest -q -p no:cacheprovider "$repo/python/tests")
 fi
-cd "$build" && ctest --output-on-failure -j 2
+(cd "$build" && ctest --output-on-failure -j 2)
+
+# The lab (lab/) is no part of the product: the build above shows that the product builds without it; this shows that
+# the lab still compiles against the product. A build tree configured with the lab on already built it.
+if ! grep -q '^CUSTOMAR_BUILD_LAB:BOOL=ON$' "$build/CMakeCache.txt"; then
+  cmake -S . -B "$build" -DCUSTOMAR_BUILD_LAB=ON >/dev/null
+  status=0
+  cmake --build "$build" -j "${CUSTOMAR_JOBS:-2}" --target customar-floor customar-ab || status=$?
+  cmake -S . -B "$build" -DCUSTOMAR_BUILD_LAB=OFF >/dev/null
+  exit "$status"
+fi
