@@ -118,6 +118,9 @@ void SymmetricHeap::release(const void* ptr) {
   if (freed_.size() > kFreedHistory) freed_.pop_front();
   CUSTOMAR_INFO("MEM", "symmetric allocation #%llu freed", static_cast<unsigned long long>(b.id));
   live_.erase(std::find_if(live_.begin(), live_.end(), [&](const auto& x) { return x.get() == &b; }));
+  // No rank returns while another is still freeing: a free can synchronise the device, and between virtual ranks
+  // (one device) a peer's next kernel, already waiting for this rank, would then never end until its timeout.
+  group_.barrier();
 }
 
 const SymmetricBuffer* SymmetricHeap::find(const void* p) const {

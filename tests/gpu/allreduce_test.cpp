@@ -238,17 +238,18 @@ void graph_replay(Ctx& x, Communicator& comm) {
   }
   if (exec != nullptr) TEST_CUDA(cudaGraphExecDestroy(exec));
   if (graph != nullptr) TEST_CUDA(cudaGraphDestroy(graph));
+  std::vector<void*> to_free;
   for (size_t k = 0; k < bufs.size(); ++k) {
-    TEST_CUDA(cudaFree(bufs[k].first));
-    if (!calls[k].inplace) TEST_CUDA(cudaFree(bufs[k].second));
+    to_free.push_back(bufs[k].first);
+    if (!calls[k].inplace) to_free.push_back(bufs[k].second);
   }
+  free_then_meet(x.g, to_free);
 }
 
 // Calls alternate between the rank's stream and a second one; each input is filled on the stream of its call, and
 // the communicator orders each call after the previous one itself.
 void two_streams(Ctx& x, Communicator& comm) {
-  cudaStream_t other = nullptr;
-  TEST_CUDA(cudaStreamCreateWithFlags(&other, cudaStreamNonBlocking));
+  const cudaStream_t other = second_stream(x.g, x.out);
   const cudaStream_t main_stream = x.s;
   for (int k = 0; k < 12; ++k) {
     x.s = k % 2 == 0 ? main_stream : other;

@@ -176,8 +176,7 @@ void mixed_sequence(FusedCtx& x, Communicator& comm) {
       x.check_call(comm, st.fused, label);
       comm.set_norm_path(std::nullopt);
     }
-  TEST_CUDA(cudaFree(in));
-  TEST_CUDA(cudaFree(out));
+  free_then_meet(x.g, {in, out});
 }
 
 // One captured call of graph_replay: a fused call on buffers of its own (its path fixed at capture), or a plain one.
@@ -273,8 +272,7 @@ void graph_replay(FusedCtx& x, Communicator& comm) {
   }
   if (exec != nullptr) TEST_CUDA(cudaGraphExecDestroy(exec));
   if (graph != nullptr) TEST_CUDA(cudaGraphDestroy(graph));
-  TEST_CUDA(cudaFree(in));
-  TEST_CUDA(cudaFree(out));
+  free_then_meet(x.g, {in, out});
 }
 
 void bad_input(FusedCtx& x, Communicator& comm) {

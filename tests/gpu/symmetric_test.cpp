@@ -248,13 +248,12 @@ void graph_replay(Ctx& x, Communicator& comm) {
   }
   if (exec != nullptr) TEST_CUDA(cudaGraphExecDestroy(exec));
   if (graph != nullptr) TEST_CUDA(cudaGraphDestroy(graph));
-  for (void* p : plain) TEST_CUDA(cudaFree(p));
+  free_then_meet(x.g, plain);
 }
 
 void interleaved(Ctx& x, Communicator& comm) {
   Buffers buf(comm, 8 * M);
-  cudaStream_t other = nullptr;
-  TEST_CUDA(cudaStreamCreateWithFlags(&other, cudaStreamNonBlocking));
+  const cudaStream_t other = second_stream(x.g, buf.plain);
   const cudaStream_t main_stream = x.s;
   for (int k = 0; k < 16; ++k) {
     x.s = k % 2 == 0 ? main_stream : other;

@@ -50,6 +50,27 @@ inline bool parse_world_arg(int argc, char** argv, int& i, World& w) {
 /// The device a rank drives: its own GPU, or the one GPU of a virtual world.
 inline int rank_device(const World& w, const Group& g) { return w.virtual_ranks ? 0 : g.rank(); }
 
+/// Frees a case's buffers (cudaMalloc'ed; nullptr skipped), then waits for every rank. cudaFree can synchronise the
+/// device: between virtual ranks (one device) a rank still freeing would wait for a peer's next kernel, which already
+/// waits for that rank, until the kernel's timeout.
+inline void free_then_meet(Group& g, const std::vector<void*>& ptrs) {
+  for (void* p : ptrs)
+    if (p != nullptr) TEST_CUDA(cudaFree(p));
+  g.barrier();
+}
+
+/// A second stream for a rank, used once before any rank's call on it depends on its peers: its first work (and
+/// whatever the driver sets up for a new stream) then runs while no peer's kernel waits for this rank. The caller
+/// destroys it.
+inline cudaStream_t second_stream(Group& g, void* scratch) {
+  cudaStream_t s = nullptr;
+  TEST_CUDA(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  TEST_CUDA(cudaMemsetAsync(scratch, 0, 16, s));
+  TEST_CUDA(cudaStreamSynchronize(s));
+  g.barrier();
+  return s;
+}
+
 /// Makes the rank's device current and loads the harness's kernels into its context (see load_kernels()); returns
 /// the device.
 inline int start_rank(const World& w, const Group& g) {
