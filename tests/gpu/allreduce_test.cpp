@@ -64,10 +64,7 @@ struct Ctx {
   int passed = 0, failed = 0;
   uint64_t seed = 1234;
 
-  void record(bool ok, const std::string& what) {
-    ok ? ++passed : ++failed;
-    if (!ok) std::printf("FAIL [world %d, rank %d] %s\n", world, rank, what.c_str());
-  }
+  void record(bool ok, const std::string& what) { count_check(ok, what, world, rank, passed, failed); }
 };
 
 // One call of a case.

@@ -12,6 +12,7 @@
 
 #include "customar/communicator.h"
 #include "norm_check.h"
+#include "verdict.h"
 #include "world.h"
 
 namespace customar::test {
@@ -52,10 +53,7 @@ struct FusedCtx {
   // This rank's largest residual_out error on the one-rounding paths (fused, or world size 1), in units of 2^-p |ref|.
   double worst_residual_ulps = 0;
 
-  void record(bool ok, const std::string& what) {
-    ok ? ++passed : ++failed;
-    if (!ok) std::printf("FAIL [world %d, rank %d] %s\n", world, rank, what.c_str());
-  }
+  void record(bool ok, const std::string& what) { count_check(ok, what, world, rank, passed, failed); }
 
   /// The reference of `c` as `comm` runs it, with a fresh seed or `same_seed` (and a scale that saturates some e4m3
   /// outputs).

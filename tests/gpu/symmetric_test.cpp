@@ -67,10 +67,7 @@ struct Ctx {
   int passed = 0, failed = 0;
   uint64_t seed = 4321;
 
-  void record(bool ok, const std::string& what) {
-    ok ? ++passed : ++failed;
-    if (!ok) std::printf("FAIL [world %d, rank %d] %s\n", world, rank, what.c_str());
-  }
+  void record(bool ok, const std::string& what) { count_check(ok, what, world, rank, passed, failed); }
 };
 
 // One call: fills `in`, poisons `out`, checks the plan where `reads_in_place` says what it must be, runs, and checks

@@ -34,6 +34,13 @@ inline bool agree(Group& g, const CheckResult& r, bool want_identical, std::stri
   return true;
 }
 
+/// Counts one check of this rank in `passed` or `failed`; a failure is printed at once, as
+/// "FAIL [world W, rank R] what".
+inline void count_check(bool ok, const std::string& what, int world, int rank, int& passed, int& failed) {
+  ok ? ++passed : ++failed;
+  if (!ok) std::printf("FAIL [world %d, rank %d] %s\n", world, rank, what.c_str());
+}
+
 /// Collective: rank 0 prints the world's tally; returns this rank's exit code, 0 when no rank failed.
 inline int tally(Group& g, int passed, int failed) {
   int all_failed = 0;
