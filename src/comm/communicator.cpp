@@ -274,6 +274,13 @@ struct Communicator::Impl {
                             " bytes for " + std::string(dtype_name(dtype)) + ")");
   }
 
+  // Whether `stream` is being captured into a graph: captured calls are ordered by the graph, not by order_event.
+  static bool is_capturing(cudaStream_t stream) {
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    CUSTOMAR_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
+    return capture != cudaStreamCaptureStatusNone;
+  }
+
   // Calls must run in issue order: a custom kernel of call k+1 reuses call k-1's staging buffer. Each eager call
   // records its end on its own stream and waits for the previous call's record, whatever stream that was on: no
   // stream handle is kept past its call (the caller may destroy a stream once its calls are issued, and a new
@@ -389,9 +396,7 @@ struct Communicator::Impl {
     const SymmetricUse use = symmetric_use(in, out, count * dtype_size(dtype));
     check_failed();
     DeviceGuard guard(device);
-    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-    CUSTOMAR_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
-    const bool capturing = capture != cudaStreamCaptureStatusNone;
+    const bool capturing = is_capturing(stream);
     if (check_mode && !capturing && world > 1) {
       verify_same_call(count, dtype);
       verify_symmetric_use(use);
@@ -449,9 +454,7 @@ struct Communicator::Impl {
     if (a.tokens == 0) return;
     check_failed();
     DeviceGuard guard(device);
-    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-    CUSTOMAR_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
-    const bool capturing = capture != cudaStreamCaptureStatusNone;
+    const bool capturing = is_capturing(stream);
     if (check_mode && !capturing && world > 1) verify_same_norm_call(a);
     const detail::NormCall call = detail::norm_call(a);
     if (backend() == Backend::kNone) {
