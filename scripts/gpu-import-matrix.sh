@@ -11,7 +11,7 @@
 #                                           PYTHONPATH as gpu-check.sh puts a staged wheel there
 #
 # One line per case: OK / FAIL, the imports in order, and the libnccl files loaded. Logs in ${OUT:-/tmp/...}.
-# About 31 processes of a few seconds each. Exit status: 0 when every case printed OK, else 1.
+# About 31 processes of a few seconds each, run side by side. Exit status: 0 when every case printed OK, else 1.
 set -uo pipefail
 py="${1:-python3}"
 out="${OUT:-/tmp/customar-gpu-import-matrix}"
@@ -66,14 +66,22 @@ case_() {
   [ "${status%% *}" = OK ] || tail -5 "$log.out"
 }
 
-echo "# import order (one process each)"
+echo "# import order (one process each, ${CUSTOMAR_IMPORT_JOBS:-8} at a time)"
 pairs=("customar torch" "customar torch.distributed" "torch customar" "customar cupy" "cupy customar" "customar jax"
        "jax customar")
 orders=$("$py" -c 'import itertools; [print(*p) for p in itertools.permutations(["customar", "torch", "cupy", "jax"])]')
+# The processes are independent, so they run side by side; each case's line goes to its own file and the lines are
+# printed in the cases' order.
+i=0
 while read -r order; do
   read -ra mods <<<"$order"
-  case_ "$order" "$py" -c "$importer" "${mods[@]}"
+  while [ "$(jobs -rp | wc -l)" -ge "${CUSTOMAR_IMPORT_JOBS:-8}" ]; do wait -n; done
+  case_ "$order" "$py" -c "$importer" "${mods[@]}" >"$out/case-$(printf '%02d' $i).line" &
+  i=$((i + 1))
 done < <(printf '%s\n' "${pairs[@]}" "$orders")
+wait
+cat "$out"/case-*.line
+grep -q '^FAIL' "$out"/case-*.line && failed=1
 
 gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
 if [ "$gpus" -ge 2 ]; then
