@@ -272,6 +272,7 @@ void graph_replay(FusedCtx& x, Communicator& comm) {
   }
   if (exec != nullptr) TEST_CUDA(cudaGraphExecDestroy(exec));
   if (graph != nullptr) TEST_CUDA(cudaGraphDestroy(graph));
+  calls.clear();  // their buffers' cudaFree, before the meeting: a free after it can wait for a peer's next kernel
   free_then_meet(x.g, {in, out});
 }
 
