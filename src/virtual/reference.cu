@@ -16,11 +16,11 @@ namespace customar::detail {
 
 namespace {
 
-// Seen by every rank (rank 0 allocates it): the arrival flags of the two phases and the pointers of the call, kept
-// for two calls by parity: a rank can publish call k+1's pointers only after every rank finished call k (the first
-// phase of k+1 waits for all), so no rank still reads the slot it overwrites.
+// Seen by every rank (rank 0 allocates it): the arrival flags of the three phases and the pointers of the call, kept
+// for two calls by parity: a rank can publish call k+1's pointers only after every rank finished call k (its last
+// phase waits for all), so no rank still reads the slot it overwrites.
 struct RefShared {
-  uint64_t arrive[2][kMaxRanks];
+  uint64_t arrive[3][kMaxRanks];
   const void* in[2][kMaxRanks];
   void* out[2][kMaxRanks];
 };
@@ -40,7 +40,9 @@ struct RefHandle {
 };
 
 // One block; thread t < world waits for rank t. Phase 0 starts the call (counter, pointers), phase 1 ends its
-// reduce-scatter. A wait past the timeout names the rank and fails every later call of this rank at once.
+// reduce-scatter, phase 2 its all-gather: as with NCCL, a call ends only once no peer reads this rank's buffers, so
+// the caller may overwrite its input and output at once (the unfused norm writes its output over the input). A wait
+// past the timeout names the rank and fails every later call of this rank at once.
 __global__ void arrive_kernel(RefHandle h, int phase, const void* in, void* out) {
   __shared__ uint64_t epoch;
   if (threadIdx.x == 0) {
@@ -201,6 +203,7 @@ class ReferenceAllReduce final : public Fallback {
     with_type(dtype, [&](auto t) { reduce_kernel<decltype(t)><<<blocks, 256, 0, stream>>>(h_, count); });
     arrive_kernel<<<1, 32, 0, stream>>>(h_, 1, in, out);
     gather_kernel<<<blocks, 256, 0, stream>>>(h_, count, esize);
+    arrive_kernel<<<1, 32, 0, stream>>>(h_, 2, in, out);
     CUSTOMAR_CUDA_CHECK(cudaGetLastError());
   }
   void require(const std::string&) const override {}
