@@ -465,7 +465,8 @@ class Communicator:
             residual_out = residual + input summed over ranks
             norm_out = residual_out / sqrt(mean(residual_out**2 over the row) + eps) * gamma
 
-        input, residual: [tokens, hidden] float16 or bfloat16 CUDA tensors of one dtype; gamma: [hidden]. fp8_scale:
+        input, residual: [tokens, hidden] float16 or bfloat16 CUDA tensors of one dtype, row-major; gamma: [hidden].
+        input is consumed: its contents are unspecified afterwards (the ops declare it mutated). fp8_scale:
         None, or a 1-element float32 CUDA tensor: norm_out is then float8_e4m3fn, quantised with that per-tensor
         scale (read on the device, so that a graph replays with the scale's current value). Returns (norm_out,
         residual_out): new tensors (torch.ops.customar.all_reduce_add_rmsnorm), or with in_place=True, residual

@@ -14,6 +14,8 @@ Communicator.torch_all_reduce() and Communicator.all_reduce_add_rmsnorm() call t
 residual_out = residual + (x summed over ranks), norm_out = residual_out * rsqrt(mean(residual_out**2) + eps) * gamma
 over each row of x ([tokens, hidden], float16 or bfloat16; gamma [hidden]); with fp8_scale (a 1-element float32 CUDA
 tensor, read on the device so that graphs stay valid) norm_out is float8_e4m3fn, quantised with that per-tensor scale.
+Both ops declare x mutated: where the call all-reduces before a separate norm kernel it sums into x, so x's contents
+are unspecified afterwards (torch.compile copies x first where the program still reads it).
 
 The communicator travels as an int (Communicator.handle), looked up at run time in the registry of live
 communicators, which close() clears. Under torch.compile the handle is a constant of the graph: a function compiled
@@ -41,10 +43,10 @@ SCHEMAS = {
     "all_reduce_inplace": ("all_reduce_inplace(Tensor(a!) input, int comm) -> ()", ()),
     "all_reduce_out": ("all_reduce_out(Tensor input, Tensor(a!) out, int comm) -> ()", ()),
     "all_reduce_add_rmsnorm": (
-        "all_reduce_add_rmsnorm(Tensor input, Tensor residual, Tensor gamma, float eps, int comm, "
+        "all_reduce_add_rmsnorm(Tensor(a!) input, Tensor residual, Tensor gamma, float eps, int comm, "
         "Tensor? fp8_scale=None) -> (Tensor, Tensor)", _FIXED_STRIDES),
     "all_reduce_add_rmsnorm_inplace": (
-        "all_reduce_add_rmsnorm_inplace(Tensor input, Tensor(a!) residual, Tensor gamma, Tensor(b!) norm_out, "
+        "all_reduce_add_rmsnorm_inplace(Tensor(c!) input, Tensor(a!) residual, Tensor gamma, Tensor(b!) norm_out, "
         "float eps, int comm, Tensor? fp8_scale=None) -> ()", _FIXED_STRIDES),
 }
 

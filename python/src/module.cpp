@@ -381,6 +381,28 @@ void check_pair(const Tensor& in, const Tensor& out, int device) {
         "a separate tensor");
 }
 
+// A tensor of the fused call: `shape` (every extent), `dtype`, row-major (C-contiguous) and on `device`.
+void check_fused_tensor(const Tensor& t, const std::string& what, const std::vector<int64_t>& shape, DataType dtype,
+                        int device) {
+  if (t.dtype != dtype)
+    throw InvalidArgument("all_reduce_add_rmsnorm: " + what + " has dtype " + std::string(dtype_name(t.dtype)) +
+                          "; it must be " + std::string(dtype_name(dtype)));
+  if (t.shape != shape)
+    throw InvalidArgument("all_reduce_add_rmsnorm: " + what + " has shape " + ints_text(t.shape) + "; it must be " +
+                          ints_text(shape));
+  int64_t expect = 1;
+  for (size_t d = shape.size(); d-- > 0;) {
+    if (shape[d] > 1 && t.strides[d] != expect)
+      throw InvalidArgument("all_reduce_add_rmsnorm: " + what + " has strides " + ints_text(t.strides) +
+                            "; the fused call reads whole rows, so it must be row-major (C-contiguous): pass "
+                            "t.contiguous()");
+    expect *= shape[d];
+  }
+  if (t.device != device)
+    throw InvalidArgument("all_reduce_add_rmsnorm: " + what + " is on device " + std::to_string(t.device) +
+                          ", but the communicator is on device " + std::to_string(device));
+}
+
 nb::tuple tensor_info(nb::handle obj, const std::optional<std::string>& as) {
   Tensor t = parse_tensor(obj, "tensor", false, as);
   return nb::make_tuple(t.count, std::string(dtype_name(t.dtype)), t.device);
@@ -606,6 +628,50 @@ struct PyCommunicator {
     c.all_reduce(i.data, o.data, i.count, i.dtype, reinterpret_cast<cudaStream_t>(stream));
   }
 
+  // The fused all-reduce + residual add + RMSNorm on framework tensors (shapes, dtypes and layouts checked here; the
+  // library checks sizes, alignment and overlaps). `input` is written to: its contents are unspecified afterwards.
+  void all_reduce_add_rmsnorm(nb::handle in, nb::handle residual_in, nb::handle residual_out, nb::handle gamma,
+                              nb::handle norm_out, double eps, nb::handle fp8_scale, uintptr_t stream,
+                              const std::optional<std::string>& norm_out_as) {
+    Communicator& c = get();
+    const Tensor x = parse_tensor(in, "input", true, std::nullopt);
+    if (x.shape.size() != 2 || (x.dtype != DataType::kFloat16 && x.dtype != DataType::kBFloat16))
+      throw InvalidArgument("all_reduce_add_rmsnorm: input must be [tokens, hidden] float16 or bfloat16, got " +
+                            std::string(dtype_name(x.dtype)) + " " + ints_text(x.shape));
+    const Tensor r_in = parse_tensor(residual_in, "residual_in", false, std::nullopt);
+    const Tensor r_out = parse_tensor(residual_out, "residual_out", true, std::nullopt);
+    const Tensor g = parse_tensor(gamma, "gamma", false, std::nullopt);
+    const Tensor n = parse_tensor(norm_out, "norm_out", true, norm_out_as);
+    const bool fp8 = !fp8_scale.is_none();
+    check_fused_tensor(x, "input", x.shape, x.dtype, c.device());
+    check_fused_tensor(r_in, "residual_in", x.shape, x.dtype, c.device());
+    check_fused_tensor(r_out, "residual_out", x.shape, x.dtype, c.device());
+    check_fused_tensor(g, "gamma", {x.shape[1]}, x.dtype, c.device());
+    check_fused_tensor(n, fp8 ? "norm_out (fp8_scale is given)" : "norm_out", x.shape,
+                       fp8 ? DataType::kFloat8E4M3 : x.dtype, c.device());
+    AddRmsNormArgs a;
+    if (fp8) {
+      const Tensor sc = parse_tensor(fp8_scale, "fp8_scale", false, std::nullopt);
+      check_fused_tensor(sc, "fp8_scale", sc.shape, DataType::kFloat32, c.device());
+      if (sc.count != 1)
+        throw InvalidArgument("all_reduce_add_rmsnorm: fp8_scale has " + std::to_string(sc.count) +
+                              " elements; it must be one float32 (the dequantisation scale)");
+      a.scale = static_cast<const float*>(sc.data);
+      a.fp8_out = true;
+    }
+    a.in = x.data;
+    a.residual_in = r_in.data;
+    a.residual_out = r_out.data;
+    a.gamma = g.data;
+    a.norm_out = n.data;
+    a.tokens = static_cast<size_t>(x.shape[0]);
+    a.hidden = static_cast<size_t>(x.shape[1]);
+    a.dtype = x.dtype;
+    a.eps = static_cast<float>(eps);
+    nb::gil_scoped_release release;  // the call only enqueues work
+    c.all_reduce_add_rmsnorm(a, reinterpret_cast<cudaStream_t>(stream));
+  }
+
   std::string algo_for(size_t count, const std::string& dtype) const {
     const DataType d = dtype_from_name(dtype);
     check_byte_size(count, d, "algo_for: the message");
@@ -626,7 +692,10 @@ struct PyCommunicator {
       p = c.alloc_symmetric(std::max<size_t>(count * dtype_size(d), 1));
     }
     std::vector<size_t> extents(shape.begin(), shape.end());
-    return nb::ndarray<nb::array_api>(p, extents.size(), extents.data(), nb::handle(), nullptr, dtype_to_dlpack(d),
+    // The owner only keeps nanobind from copying at export: the memory is the communicator's (freed by
+    // free_symmetric() or close()), so its deleter frees nothing.
+    nb::capsule owner(p, [](void*) noexcept {});
+    return nb::ndarray<nb::array_api>(p, extents.size(), extents.data(), owner, nullptr, dtype_to_dlpack(d),
                                       nb::device::cuda::value, c.device());
   }
 
@@ -694,6 +763,10 @@ NB_MODULE(_ext, m) {
       .def(nb::init<nb::object, int>(), nb::arg("group"), nb::arg("device"))
       .def("all_reduce", &PyCommunicator::all_reduce, nb::arg("input").none(), nb::arg("output").none(),
            nb::arg("stream"), nb::arg("input_as") = nb::none(), nb::arg("output_as") = nb::none())
+      .def("all_reduce_add_rmsnorm", &PyCommunicator::all_reduce_add_rmsnorm, nb::arg("input").none(),
+           nb::arg("residual_in").none(), nb::arg("residual_out").none(), nb::arg("gamma").none(),
+           nb::arg("norm_out").none(), nb::arg("eps"), nb::arg("fp8_scale").none(), nb::arg("stream"),
+           nb::arg("norm_out_as") = nb::none())
       .def("algo_for", &PyCommunicator::algo_for, nb::arg("count"), nb::arg("dtype"))
       .def("set_algo", &PyCommunicator::set_algo, nb::arg("algo").none())
       .def("close", &PyCommunicator::close)

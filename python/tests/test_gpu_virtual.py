@@ -8,6 +8,8 @@ extension has it. In this process, world size 1: the ops under inductor, with no
 Each rank follows virtual.py's rules: work on the rank's stream (run_virtual makes it torch's current one), every
 kernel used once before the rank depends on its peers, a barrier before each collective phase, graphs captured with
 capture_error_mode="thread_local" and all captured before any is replayed."""
+import threading
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -211,6 +213,24 @@ def _allow_a_compile_per_communicator():
             setattr(torch._dynamo.config, name, 64)
 
 
+# Dynamo and AOT trace one function at a time per process: a trace sets a process-wide flag that makes a compiled
+# function entered on another thread meanwhile raise ("FX to symbolically trace a dynamo-optimized function").
+_TRACING = threading.Lock()
+
+
+def _compile_alone(comm, one, fn, *args):
+    """Compiles `fn` for `comm` (its handle is a constant of the graph) while no other rank traces, without waiting
+    for the peers: during this one run the handle names `one`, a world-of-one communicator. The real call then finds
+    the compiled code and traces nothing."""
+    with _TRACING:
+        customar._LIVE[comm.handle] = one
+        try:
+            fn(*args)
+            _sync()
+        finally:
+            customar._LIVE[comm.handle] = comm
+
+
 def _ops_step(x, w, out, comm):
     """Every op once: a functional sum of 2x (times 2 after: scaling by 2 is exact), w in place, x into `out`."""
     y = comm.torch_all_reduce(x * 2)
@@ -231,12 +251,14 @@ def _compiled_rank(group, backend, cx, cw):
     device = _rank_device(group)
     step = torch.compile(_ops_step, fullgraph=True, backend=backend)
     x, w = cx.input(group.rank, device), cw.input(group.rank, device)
-    # Compiled and run once over a world-size-1 communicator: every kernel is loaded before the peers depend on it,
-    # and the compile for the real communicator (its handle is a constant of the graph) is then the only work left.
-    with customar.Communicator(OneRank(), group.device) as one:
-        step(x.clone(), w.clone(), torch.empty_like(x), one)
-        _sync()
+    # Compiled with no peer involved and no other rank tracing: for a world-of-one communicator (every kernel loaded
+    # before the peers depend on it), then for the real communicator's handle, so the collective call traces nothing.
     comm = customar.Communicator(group, group.device)
+    with customar.Communicator(OneRank(), group.device) as one:
+        with _TRACING:
+            step(x.clone(), w.clone(), torch.empty_like(x), one)
+            _sync()
+        _compile_alone(comm, one, step, x.clone(), w.clone(), torch.empty_like(x), comm)
     out = _poisoned_like(x)
     group.barrier()
     y = step(x, w, out, comm)
@@ -377,10 +399,13 @@ def _fused_rank(group, case, fp8, in_place, compiled):
         return comm.all_reduce_add_rmsnorm(x, residual, gamma, eps, scale, in_place=in_place)
 
     fn = torch.compile(call, fullgraph=True, backend="aot_eager") if compiled else call
-    with customar.Communicator(OneRank(), group.device) as one:  # every kernel loaded (and compiled) first
-        fn(one, x.clone(), residual.clone())
-        _sync()
     comm = customar.Communicator(group, group.device)
+    with customar.Communicator(OneRank(), group.device) as one:  # every kernel loaded (and compiled) first
+        with _TRACING:
+            fn(one, x.clone(), residual.clone())
+            _sync()
+        if compiled:
+            _compile_alone(comm, one, fn, comm, x.clone(), residual.clone())
     group.barrier()
     norm, res = fn(comm, x, residual)
     _sync()

@@ -12,9 +12,9 @@ OPS = {
     "all_reduce": "customar::all_reduce(Tensor input, int comm) -> Tensor",
     "all_reduce_inplace": "customar::all_reduce_inplace(Tensor(a!) input, int comm) -> ()",
     "all_reduce_out": "customar::all_reduce_out(Tensor input, Tensor(a!) out, int comm) -> ()",
-    "all_reduce_add_rmsnorm": "customar::all_reduce_add_rmsnorm(Tensor input, Tensor residual, Tensor gamma, "
+    "all_reduce_add_rmsnorm": "customar::all_reduce_add_rmsnorm(Tensor(a!) input, Tensor residual, Tensor gamma, "
                               "float eps, int comm, Tensor? fp8_scale=None) -> (Tensor, Tensor)",
-    "all_reduce_add_rmsnorm_inplace": "customar::all_reduce_add_rmsnorm_inplace(Tensor input, Tensor(a!) residual, "
+    "all_reduce_add_rmsnorm_inplace": "customar::all_reduce_add_rmsnorm_inplace(Tensor(c!) input, Tensor(a!) residual, "
                                       "Tensor gamma, Tensor(b!) norm_out, float eps, int comm, "
                                       "Tensor? fp8_scale=None) -> ()",
 }
@@ -214,3 +214,35 @@ def test_compiled_fused_call_updates_the_residual_only_in_place(copy_comm, in_pl
     assert (res.data_ptr() == r.data_ptr()) == in_place
     assert torch.equal(r, res if in_place else r0)
     assert norm.dtype == torch.bfloat16 and norm.shape == x.shape
+
+
+class _ClobberingCommunicator(_CopyCommunicator):
+    """The copy stand-in that then overwrites its input, as the unfused path's in-place all-reduce does."""
+
+    def _all_reduce_add_rmsnorm(self, input, *rest):
+        super()._all_reduce_add_rmsnorm(input, *rest)
+        input.fill_(-7.0)
+
+
+@pytest.mark.parametrize("in_place", [False, True], ids=["new", "in_place"])
+def test_compiled_fused_call_sees_its_input_written_as_eager_does(in_place):
+    # The ops declare the input mutated, so a compiled program that reads it after the call reads what the call
+    # left there, as eager code does, and never a value forwarded from before the call.
+    stand_in = _ClobberingCommunicator()  # _LIVE holds its values weakly
+    customar._LIVE[31338] = stand_in
+    try:
+        comm = _stand_in(31338)
+
+        def fused(x, r, g):
+            norm, res = comm.all_reduce_add_rmsnorm(x, r, g, 1e-6, in_place=in_place)
+            return norm, res, x + 1
+
+        torch._dynamo.reset()
+        x, r, g = (torch.randn(s, dtype=torch.bfloat16) for s in ((4, 16), (4, 16), (16,)))
+        eager = fused(x.clone(), r.clone(), g)
+        compiled = torch.compile(fused, fullgraph=True, backend="aot_eager")(x.clone(), r.clone(), g)
+        assert torch.equal(eager[2], torch.full_like(x, -6.0))
+        for e, c in zip(eager, compiled):
+            assert torch.equal(e, c)
+    finally:
+        del customar._LIVE[31338]
