@@ -65,14 +65,16 @@ for kind in fused symmetric; do
   for n in $vworlds; do run "virtual-$kind-w$n" -- "$bin" --virtual "$n"; done
 done
 
-# Bugs planted one at a time into the V2 device source (lab/scripts/plant-bug.sh); the matrix must fail on each.
+# Bugs planted one at a time into the V2 device source (lab/scripts/plant-bug.sh); the matrix, or after it 20 s of
+# back-to-back calls of mixed sizes and algorithms (a rank lapping a peer), must fail on each.
 if want plants && [ -x "$ab" ]; then
   "$ab" --dump-source "$out/v2-builtin.cu"
   for plant in $(lab/scripts/plant-bug.sh --list); do
     lab/scripts/plant-bug.sh "$plant" "$out/v2-builtin.cu" "$out/v2-$plant.cu" || continue
     n=$(lab/scripts/plant-bug.sh --world "$plant")
-    expect_failure "plant-$plant-w$n" CUSTOMAR_TIMEOUT_MS=2000 -- "$test" --virtual "$n" --quick --v2-source \
-      "$out/v2-$plant.cu"
+    expect_failure "plant-$plant-w$n" CUSTOMAR_TIMEOUT_MS=2000 -- bash -c \
+      '"$1" --virtual "$2" --quick --v2-source "$3" && "$4" stress --virtual "$2" --seconds 20 --v2-source "$3"' \
+      plant "$test" "$n" "$out/v2-$plant.cu" "$rel"
   done
   # What one GPU cannot show is recorded, not counted: docs/virtual-ranks.md says why.
   for plant in $(lab/scripts/plant-bug.sh --unseen); do
@@ -104,8 +106,8 @@ if want readme; then
   fresh=$(mktemp -d)/customar
   mkdir -p "$fresh" && tar --exclude=./build --exclude='./build-*' --exclude=./.gpu-bin --exclude=./.whl \
     --exclude=./.peers --exclude=./.dbg -cf - . | tar -xf - -C "$fresh"
-  run "readme-run-main" CUSTOMAR_JOBS=16 -- bash -c "cd $fresh && scripts/run-main.sh"
-  run "readme-test" CUSTOMAR_JOBS=16 -- bash -c "cd $fresh && scripts/test.sh"
+  run "readme-run-main" CUSTOMAR_JOBS=16 LD_LIBRARY_PATH="$user_ld_library_path" -- bash -c "cd $fresh && scripts/run-main.sh"
+  run "readme-test" CUSTOMAR_JOBS=16 LD_LIBRARY_PATH="$user_ld_library_path" -- bash -c "cd $fresh && scripts/test.sh"
 fi
 
 # Kernels whose source changed, against their earlier source, in the same run (virtual ranks: a one-GPU comparison).

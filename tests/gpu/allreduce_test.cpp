@@ -30,9 +30,9 @@
 #include <vector>
 
 #include "check_kernels.h"
-#include "comm/lab_access.h"
 #include "customar/communicator.h"
 #include "customar/env.h"
+#include "v2_source.h"
 #include "verdict.h"
 #include "world.h"
 
@@ -315,14 +315,7 @@ void run_cases(Ctx& x, std::optional<Backend> cap, const char* label) {
   o.max_backend = cap;
   Communicator comm(x.g, x.device, o);
   if (cap && comm.backend() != *cap) return;  // the machine cannot run that backend: nothing to test
-  if (!x.opt.v2_source.empty() && comm.backend() == Backend::kV2) {
-    cudaDeviceProp prop{};
-    TEST_CUDA(cudaGetDeviceProperties(&prop, x.device));
-    detail::LabAccess::replace_kernels(
-        comm, detail::make_v2_kernels_from_source(x.world, prop.major * 10 + prop.minor, x.opt.v2_source));
-    // Every rank has its kernels loaded before any runs one: a load while a peer's kernel spins can wait for it.
-    x.g.barrier();
-  }
+  use_v2_source(x.g, comm, x.device, x.opt.v2_source);
   if (x.rank == 0)
     std::printf("[world %d] %s: backend %s: %s\n", x.world, label, std::string(backend_name(comm.backend())).c_str(),
                 comm.reason().c_str());
@@ -378,13 +371,9 @@ int main(int argc, char** argv) {
         opt.quick = true;
       else if (a == "--smoke")
         opt.smoke = true;
-      else if (a == "--v2-source" && i + 1 < argc) {
-        std::ifstream f(argv[++i], std::ios::binary);
-        std::ostringstream text;
-        text << f.rdbuf();
-        if (!f || text.str().empty()) throw std::runtime_error(std::string("cannot read ") + argv[i]);
-        opt.v2_source = text.str();
-      } else
+      else if (a == "--v2-source" && i + 1 < argc)
+        opt.v2_source = read_v2_source(argv[++i]);
+      else
         throw std::runtime_error("unknown argument " + a);
     }
   } catch (const std::exception& e) {

@@ -10,6 +10,8 @@
 //               communicator still works afterwards.
 //   stress      --calls N all-reduces of random sizes, dtypes, in/out-of-place, algorithms (every backend and
 //               auto), small-integer data so every sum is exact, every result checked. Bounded by --seconds.
+//               --v2-source FILE: the V2 kernels compiled from FILE (a planted bug that only back-to-back calls
+//               of mixed sizes expose).
 //   lifecycle   --iters N communicators created, used and destroyed: no device memory, host memory or mapping
 //               growth.
 // dead-peer, no-call and late-peer send --count bf16 elements per call (default 8192).
@@ -30,6 +32,7 @@
 #include "customar/communicator.h"
 #include "customar/env.h"
 #include "customar/launcher.h"
+#include "v2_source.h"
 #include "world.h"
 
 using namespace customar;
@@ -48,6 +51,7 @@ struct Options {
   // bf16 elements per call of dead-peer, no-call and late-peer. 8192 (16 KiB) runs a multi-block push on V2 and the
   // pull on V1; 512 (1 KiB) the push's one-block kernel; 1048576 (2 MiB) with CUSTOMAR_ALGO=oneshot_push its wide one.
   size_t count = 8192;
+  std::string v2_source;  // stress: the text of --v2-source FILE (tests/gpu/v2_source.h)
 };
 
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
@@ -201,6 +205,7 @@ int stress(Group& g, const Options& o) {
   const int rank = g.rank(), world = g.size();
   const int device = start_rank(o.world, g);
   Communicator comm(g, device);
+  use_v2_source(g, comm, device, o.v2_source);
   RankStream stream(o.world, g);
   cudaStream_t s = stream.get();
   const size_t max_bytes = size_t(16) << 20;
@@ -346,7 +351,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "usage: reliability_test dead-peer|no-call|late-peer|check-mode|stress|lifecycle [-n W | --virtual W] "
                  "[--graph] "
-                 "[--calls N] [--seconds S] [--iters N] [--count N]\n");
+                 "[--calls N] [--seconds S] [--iters N] [--count N] [--v2-source FILE (stress)]\n");
     return 2;
   }
   o.mode = argv[1];
@@ -364,6 +369,8 @@ int main(int argc, char** argv) {
         o.iters = std::atoi(argv[++i]);
       else if (a == "--count" && i + 1 < argc)
         o.count = std::strtoul(argv[++i], nullptr, 10);
+      else if (a == "--v2-source" && i + 1 < argc && o.mode == "stress")
+        o.v2_source = read_v2_source(argv[++i]);
       else
         throw std::runtime_error("unknown argument " + a);
     }
