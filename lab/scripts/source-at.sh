@@ -1,31 +1,34 @@
 #!/usr/bin/env bash
-# The V2 device source of an earlier commit, for customar-ab (a same-run A/B of the kernels before and after a
-# change): the device headers concatenated as src/kernels/v2/embed.cmake does, plus forwarding bodies under today's
-# record names (kernels/variants.h) where the commit still had the old ones.
-#   lab/scripts/source-at.sh COMMIT OUT.cu
+# A V2 device source for customar-ab (a same-run A/B of kernels before and after a change): today's device headers in
+# the order src/CMakeLists.txt embeds them, with FILEs (basenames under src/kernels/device/) taken from COMMIT.
+# Everything else is today's, so the generated entry points of every kernel (norm and symmetric ones included) still
+# compile and only the named kernels differ.
+#   lab/scripts/source-at.sh COMMIT OUT.cu FILE...      e.g. source-at.sh 1c4177c old.cu oneshot_pull.cuh twoshot.cuh
+# A handle field the commit's kernels read and today's DeviceHandle lacks is read as an expression of today's handle
+# with the product's value then (the table below): the same kind of load and branch, so the A/B sees its cost.
 set -euo pipefail
 commit="$1" out="$2"
+shift 2
+[ $# -gt 0 ] || { echo "source-at: name the device files to take from $commit" >&2; exit 2; }
 cd "$(dirname "$0")/../.."
+git rev-parse -q --verify "$commit^{commit}" >/dev/null || { echo "source-at: no commit $commit" >&2; exit 2; }
+# Removed handle fields: name -> an always-false expression over today's handle (skip_copy_in was false in the product).
+removed_fields=(-e 's/\bh\.skip_copy_in\b/(h.rank < 0)/g')
+files=$(sed -n '/^set(CUSTOMAR_DEVICE_SOURCES/,/)/p' src/CMakeLists.txt | grep -o 'kernels/[A-Za-z0-9_/]*\.[a-z]*')
+for want in "$@"; do
+  grep -qx "kernels/device/$want" <<<"$files" || { echo "source-at: $want is not a device source" >&2; exit 2; }
+done
 {
-  for f in src/kernels/handle.h src/kernels/shape.h src/kernels/device/common.cuh src/kernels/device/oneshot_pull.cuh \
-           src/kernels/device/twoshot.cuh src/kernels/device/oneshot_push.cuh; do
-    git cat-file -e "$commit:$f" 2>/dev/null || continue
-    echo "// ---- $(basename "$f") at $commit"
-    git show "$commit:$f" | grep -v '^#include "' | grep -v '^#pragma once'
+  for f in $files; do
+    name=$(basename "$f")
+    if printf '%s\n' "$@" | grep -qx "$name"; then
+      git cat-file -e "$commit:src/$f" 2>/dev/null || { echo "source-at: $commit has no src/$f" >&2; exit 2; }
+      echo "// ---- $name at $commit"
+      git show "$commit:src/$f" | sed "${removed_fields[@]}"
+    else
+      echo "// ---- $name"
+      cat "src/$f"
+    fi | grep -v '^#include "' | grep -v '^#pragma once'
   done
-  body() {  # NEW OLD: a forwarding body when the commit has OLD but not NEW
-    if git show "$commit:src/kernels/device/oneshot_push.cuh" | grep -q "void $1("; then return; fi
-    cat <<CU
-namespace customar::detail {
-template <typename T, int W, bool kPdl>
-__device__ __forceinline__ void $1(const DeviceHandle& h, const T* in, T* out, size_t nvec, bool ia, bool oa) {
-  $2<T, W, kPdl>(h, in, out, nvec, ia, oa);
-}
-}  // namespace customar::detail
-CU
-  }
-  body push_one_block_body oneshot_push1_body
-  body push_multi_block_body oneshot_push_body
-  body push_wide_body oneshot_pushw_body
 } > "$out"
-echo "$out: $(wc -l < "$out") lines from $commit"
+echo "source-at: $out: today's device source with $* from $commit"
