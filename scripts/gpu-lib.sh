@@ -1,9 +1,13 @@
 # Shared by scripts/gpu-check.sh and scripts/gpu-stress.sh (sourced, not run): where the binaries are, the
 # environment every GPU process gets, and `run`, which runs one named check and tallies it.
-# Sets: bin_dir (empty for the build tree), info, test, rel, perf, floor, ab, out, gpus, passed, failed, summary.
+# Sets: bin_dir (empty for the build tree), info, test, rel, perf, floor, ab, out, gpus, passed, failed, summary,
+# user_ld_library_path.
 
 # NVLink multicast stays off in every process we start (it can take a shared host's GPUs out of service).
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+# The caller's library path, for what must run as a user would run it (the README commands): the staged libcustomar
+# in front of it would be loaded in place of a fresh build's own.
+user_ld_library_path="${LD_LIBRARY_PATH:-}"
 if [ -n "${1:-}" ]; then bin_dir="$1"; elif [ -d .gpu-bin ]; then bin_dir=.gpu-bin; else bin_dir=""; fi
 if [ -n "$bin_dir" ]; then
   export LD_LIBRARY_PATH="$PWD/$bin_dir:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
@@ -32,7 +36,8 @@ expect_failure() {
   if timeout "${CUSTOMAR_RUN_TIMEOUT:-600}" env "${envs[@]}" "$@" > "$out/$name.log" 2>&1; then
     failed=$((failed + 1)); summary+=("FAIL $name (the planted bug was not caught)")
   else
-    passed=$((passed + 1)); summary+=("PASS $name (caught: $(grep -m1 '^FAIL' "$out/$name.log" | cut -c1-160))")
+    passed=$((passed + 1))
+    summary+=("PASS $name (caught: $( (grep -m1 '^FAIL' "$out/$name.log" || tail -n 1 "$out/$name.log") | cut -c1-160))")
   fi
 }
 run() {

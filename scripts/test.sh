@@ -46,7 +46,7 @@ if [ "$python_ok" = 1 ]; then
   repo="$PWD"
   (cd "$prefix" && python3 -m pytest -q -p no:cacheprovider "$repo/python/tests")
 fi
-(cd "$build" && ctest --output-on-failure -j 2)
+(cd "$build" && ctest --output-on-failure -j "${CUSTOMAR_JOBS:-2}")
 
 # The lab (lab/) is no part of the product: the build above shows that the product builds without it; this shows that
 # the lab still compiles against the product. A build tree configured with the lab on already built it.
