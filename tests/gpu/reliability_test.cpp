@@ -25,8 +25,11 @@
 #include <cstring>
 #include <fstream>
 #include <random>
+#include <set>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <tuple>
 
 #include "check_kernels.h"
 #include "customar/communicator.h"
@@ -201,6 +204,55 @@ int check_mode(Group& g, const Options& o) {
   return finish(g, passed, failed);
 }
 
+// One call of stress(), drawn from one random word (every rank draws the same sequence).
+struct StressCall {
+  int algo;  // index into stress()'s algorithms
+  DataType dtype;
+  bool inplace;
+  int band;  // 0: up to 64 KiB, 1: up to 2 MiB, 2: up to max_bytes
+  size_t count;
+};
+
+StressCall draw_call(uint64_t r, size_t max_bytes) {
+  StressCall c;
+  c.algo = static_cast<int>(r % 5);
+  c.dtype = static_cast<DataType>((r >> 8) % 3);
+  c.inplace = (r >> 12) & 1;
+  // Mostly decode-sized messages, some prefill-sized: 16 B .. 64 KiB (90 %), .. 2 MiB (9.5 %), .. max (0.5 %).
+  const uint64_t band = (r >> 16) % 1000;
+  c.band = band < 900 ? 0 : band < 995 ? 1 : 2;
+  const size_t max_b = c.band == 0 ? (64 << 10) : c.band == 1 ? (2 << 20) : max_bytes;
+  c.count = 1 + (r >> 24) % (max_b / dtype_size(c.dtype));
+  if ((r >> 40) % 4 != 0) c.count = (c.count + 7) / 8 * 8;  // 3 in 4 calls 16-byte sized, the rest odd
+  return c;
+}
+
+// The calls of stress() since its last check: a failure surfaces only at the next check, so its report names the
+// window and the (algorithm as planned, dtype, size band, in place) combinations that ran there for the first time,
+// where a kernel's first launch or a rare shape would show.
+class StressWindow {
+ public:
+  void call(long n, std::string_view algo, DataType d, size_t count, int band, bool inplace) {
+    if (seen_.emplace(std::string(algo), static_cast<int>(d), band, inplace).second)
+      firsts_.push_back("call " + std::to_string(n) + ": " + std::string(algo) + " " + std::string(dtype_name(d)) +
+                        " x " + std::to_string(count) + (inplace ? " in place" : ""));
+  }
+  void checked(long next) {
+    start_ = next;
+    firsts_.clear();
+  }
+  std::string report(long done) const {
+    std::string r = "calls " + std::to_string(start_) + ".." + std::to_string(done) + "; first run there:";
+    for (const std::string& f : firsts_) r += "\n    " + f;
+    return firsts_.empty() ? r + " none" : r;
+  }
+
+ private:
+  std::set<std::tuple<std::string, int, int, bool>> seen_;
+  std::vector<std::string> firsts_;
+  long start_ = 0;
+};
+
 int stress(Group& g, const Options& o) {
   const int rank = g.rank(), world = g.size();
   const int device = start_rank(o.world, g);
@@ -223,37 +275,40 @@ int stress(Group& g, const Options& o) {
   long per_algo[5] = {0, 0, 0, 0, 0};
   unsigned long long wrong_total = 0;
   long done = 0;
+  StressWindow window;
   auto t0 = Clock::now();
-  for (; done < o.calls; ++done) {
-    uint64_t r = rng();
-    int a = static_cast<int>(r % 5);
-    DataType d = static_cast<DataType>((r >> 8) % 3);
-    bool inplace = (r >> 12) & 1;
-    // Mostly decode-sized messages, some prefill-sized: 16 B .. 64 KiB (90 %), .. 2 MiB (9.5 %), .. 16 MiB (0.5 %).
-    uint64_t band = (r >> 16) % 1000;
-    size_t max_b = band < 900 ? (64 << 10) : band < 995 ? (2 << 20) : max_bytes;
-    size_t es = dtype_size(d);
-    size_t count = 1 + (r >> 24) % (max_b / es);
-    if ((r >> 40) % 4 != 0) count = (count + 7) / 8 * 8;  // 3 in 4 calls 16-byte sized, the rest odd
-    comm.set_algo(algos[a]);
-    fill(in, count, d, done, rank, Values::kSmallInt, s);
-    void* dst = inplace ? in : out;
-    comm.all_reduce(in, dst, count, d, s);
-    check_async(dst, count, d, done, world, Values::kSmallInt, 0.0, s, res);
-    ++per_algo[a];
-    if ((done & 4095) == 4095 || done + 1 == o.calls) {
-      CheckResult cr = read_result(res, s);
-      comm.check();
-      wrong_total = cr.wrong;
-      if (ms_since(t0) > o.seconds * 1000) {
-        ++done;
-        break;
+  try {
+    for (; done < o.calls; ++done) {
+      const StressCall c = draw_call(rng(), max_bytes);
+      const int a = c.algo;
+      const DataType d = c.dtype;
+      const size_t count = c.count;
+      const bool inplace = c.inplace;
+      comm.set_algo(algos[a]);
+      window.call(done, algo_name(comm.algo_for(count, d)), d, count, c.band, inplace);
+      fill(in, count, d, done, rank, Values::kSmallInt, s);
+      void* dst = inplace ? in : out;
+      comm.all_reduce(in, dst, count, d, s);
+      check_async(dst, count, d, done, world, Values::kSmallInt, 0.0, s, res);
+      ++per_algo[a];
+      if ((done & 4095) == 4095 || done + 1 == o.calls) {
+        CheckResult cr = read_result(res, s);
+        comm.check();
+        wrong_total = cr.wrong;
+        window.checked(done + 1);
+        if (ms_since(t0) > o.seconds * 1000) {
+          ++done;
+          break;
+        }
       }
     }
+    CheckResult cr = read_result(res, s);
+    comm.check();
+    wrong_total = cr.wrong;
+  } catch (const std::exception& e) {
+    std::printf("stress: rank %d failed in %s: %s\n", rank, window.report(done).c_str(), e.what());
+    throw;
   }
-  CheckResult cr = read_result(res, s);
-  comm.check();
-  wrong_total = cr.wrong;
   double secs = ms_since(t0) / 1000;
   auto wrongs = all_gather_value(g, wrong_total);
   unsigned long long all_wrong = 0;
