@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "group/agree.h"
 #include "kernels/device/common.cuh"
+#include "kernels/device_types.h"
 #include "kernels/handle.h"
 #include "kernels/kernels.h"
 #include "virtual/reference.h"
@@ -138,37 +139,6 @@ __global__ void gather_kernel(RefHandle h, size_t count, size_t esize) {
   }
 }
 
-template <typename F>
-void with_type(DataType dtype, F&& f) {
-  switch (dtype) {
-    case DataType::kFloat16:
-      return f(__half{});
-    case DataType::kBFloat16:
-      return f(__nv_bfloat16{});
-    case DataType::kFloat32:
-      return f(float{});
-    case DataType::kFloat64:
-      return f(double{});
-    case DataType::kInt8:
-      return f(int8_t{});
-    case DataType::kUInt8:
-      return f(uint8_t{});
-    case DataType::kInt32:
-      return f(int32_t{});
-    case DataType::kUInt32:
-      return f(uint32_t{});
-    case DataType::kInt64:
-      return f(int64_t{});
-    case DataType::kUInt64:
-      return f(uint64_t{});
-    case DataType::kFloat8E4M3:
-      return f(__nv_fp8_e4m3{});
-    case DataType::kFloat8E5M2:
-      return f(__nv_fp8_e5m2{});
-  }
-  throw InvalidArgument("reference all-reduce: unknown DataType " + std::to_string(static_cast<int>(dtype)));
-}
-
 class ReferenceAllReduce final : public Fallback {
  public:
   ReferenceAllReduce(Group& group, int device, uint64_t timeout_ns) {
@@ -187,8 +157,8 @@ class ReferenceAllReduce final : public Fallback {
     load_into_context(reinterpret_cast<const void*>(&arrive_kernel));
     load_into_context(reinterpret_cast<const void*>(&gather_kernel));
     for (int t = 0; t < kDataTypeCount; ++t)
-      with_type(static_cast<DataType>(t),
-                [](auto x) { load_into_context(reinterpret_cast<const void*>(&reduce_kernel<decltype(x)>)); });
+      with_device_type(static_cast<DataType>(t),
+                       [](auto x) { load_into_context(reinterpret_cast<const void*>(&reduce_kernel<decltype(x)>)); });
     CUSTOMAR_INFO("INIT", "virtual ranks: the reference all-reduce serves what NCCL would on device %d", device);
   }
   ~ReferenceAllReduce() override { release(); }
@@ -200,7 +170,7 @@ class ReferenceAllReduce final : public Fallback {
     const size_t per = (count + h_.world - 1) / h_.world;
     const unsigned blocks = static_cast<unsigned>(per / 256 + 1 < 64 ? per / 256 + 1 : 64);
     arrive_kernel<<<1, 32, 0, stream>>>(h_, 0, in, out);
-    with_type(dtype, [&](auto t) { reduce_kernel<decltype(t)><<<blocks, 256, 0, stream>>>(h_, count); });
+    with_device_type(dtype, [&](auto t) { reduce_kernel<decltype(t)><<<blocks, 256, 0, stream>>>(h_, count); });
     arrive_kernel<<<1, 32, 0, stream>>>(h_, 1, in, out);
     gather_kernel<<<blocks, 256, 0, stream>>>(h_, count, esize);
     arrive_kernel<<<1, 32, 0, stream>>>(h_, 2, in, out);

@@ -83,7 +83,7 @@ double tolerance(DataType d, int world) {
 }
 
 void fill(void* p, size_t n, DataType d, uint64_t seed, int rank, Values kind, cudaStream_t s) {
-  with_type(d, [&](auto t) {
+  with_device_type(d, [&](auto t) {
     using T = decltype(t);
     fill_kernel<T><<<static_cast<unsigned>(n / 256 + 1 < 1024 ? n / 256 + 1 : 1024), 256, 0, s>>>(static_cast<T*>(p), n,
                                                                                                   seed, rank, kind);
@@ -93,7 +93,7 @@ void fill(void* p, size_t n, DataType d, uint64_t seed, int rank, Values kind, c
 
 void load_kernels() {
   for (int d = 0; d < kDataTypeCount; ++d)
-    with_type(static_cast<DataType>(d), [](auto t) {
+    with_device_type(static_cast<DataType>(d), [](auto t) {
       using T = decltype(t);
       cudaFuncAttributes attr{};
       TEST_CUDA(cudaFuncGetAttributes(&attr, reinterpret_cast<const void*>(&fill_kernel<T>)));
@@ -116,7 +116,7 @@ CheckResult read_result(const CheckResult* res, cudaStream_t s) {
 void check_async(const void* out, size_t n, DataType d, uint64_t seed, int world, Values kind, double tol,
                  cudaStream_t s, CheckResult* res) {
   unsigned blocks = static_cast<unsigned>(n / 256 + 1 < 1024 ? n / 256 + 1 : 1024);
-  with_type(d, [&](auto t) {
+  with_device_type(d, [&](auto t) {
     using T = decltype(t);
     check_kernel<T><<<blocks, 256, 0, s>>>(static_cast<const T*>(out), n, seed, world, kind, tol, res);
   });

@@ -7,10 +7,10 @@
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
-#include <stdexcept>
 #include <type_traits>
 
 #include "check_kernels.h"
+#include "kernels/device_types.h"
 
 namespace customar::test {
 
@@ -51,36 +51,6 @@ __device__ inline std::enable_if_t<std::is_integral_v<T>, double> to_d(T v) {
   return double(v);
 }
 
-/// f(T{}) for the device type of `d`.
-template <typename F>
-void with_type(DataType d, F&& f) {
-  switch (d) {
-    case DataType::kFloat16:
-      return f(__half{});
-    case DataType::kBFloat16:
-      return f(__nv_bfloat16{});
-    case DataType::kFloat32:
-      return f(float{});
-    case DataType::kFloat64:
-      return f(double{});
-    case DataType::kInt8:
-      return f(int8_t{});
-    case DataType::kUInt8:
-      return f(uint8_t{});
-    case DataType::kInt32:
-      return f(int32_t{});
-    case DataType::kUInt32:
-      return f(uint32_t{});
-    case DataType::kInt64:
-      return f(int64_t{});
-    case DataType::kUInt64:
-      return f(uint64_t{});
-    case DataType::kFloat8E4M3:
-      return f(__nv_fp8_e4m3{});
-    case DataType::kFloat8E5M2:
-      return f(__nv_fp8_e5m2{});
-  }
-  throw std::runtime_error("harness: unknown DataType");
-}
+using detail::with_device_type;
 
 }  // namespace customar::test

@@ -125,7 +125,7 @@ __global__ void check_norm_kernel(NormCase c, const T* res_out, const void* norm
 template <typename F>
 void with_norm_type(DataType d, F&& f) {
   if (d != DataType::kFloat16 && d != DataType::kBFloat16) throw std::runtime_error("norm check: fp16 or bf16 only");
-  with_type(d, f);
+  with_device_type(d, f);
 }
 
 }  // namespace
