@@ -196,26 +196,19 @@ void graph_replay(Ctx& x, Communicator& comm) {
     if (!calls.back().inplace) TEST_CUDA(cudaMalloc(&o, bytes));
     bufs.push_back({i, o});
   }
-  cudaGraph_t graph = nullptr;
-  cudaGraphExec_t exec = nullptr;
-  try {
-    TEST_CUDA(cudaStreamBeginCapture(x.s, cudaStreamCaptureModeThreadLocal));
+  CapturedGraph graph = capture_graph(x.s, [&] {
     for (size_t k = 0; k < calls.size(); ++k)
       comm.all_reduce(bufs[k].first, bufs[k].second, calls[k].count, calls[k].dtype, x.s);
-    TEST_CUDA(cudaStreamEndCapture(x.s, &graph));
-    TEST_CUDA(cudaGraphInstantiate(&exec, graph, 0));
-  } catch (const std::exception& e) {
-    x.record(false, std::string("graph capture: ") + e.what());
-    abandon_capture(x.s);
-  }
-  for (int replay = 0; exec != nullptr && replay < (x.opt.smoke ? 1 : 3); ++replay) {
+  });
+  if (!graph.error.empty()) x.record(false, "graph capture: " + graph.error);
+  for (int replay = 0; graph.exec != nullptr && replay < (x.opt.smoke ? 1 : 3); ++replay) {
     const uint64_t gseed = mix(777 + replay);
     for (size_t k = 0; k < calls.size(); ++k) {
       fill(bufs[k].first, calls[k].count, calls[k].dtype, gseed + k, x.rank, Values::kSmallInt, x.s);
       if (!calls[k].inplace)
         TEST_CUDA(cudaMemsetAsync(bufs[k].second, 0xff, calls[k].count * dtype_size(calls[k].dtype), x.s));
     }
-    TEST_CUDA(cudaGraphLaunch(exec, x.s));
+    TEST_CUDA(cudaGraphLaunch(graph.exec, x.s));
     TEST_CUDA(cudaStreamSynchronize(x.s));
     bool ok = true;
     std::string why;
@@ -233,8 +226,7 @@ void graph_replay(Ctx& x, Communicator& comm) {
     }
     x.record(ok, "graph replay " + std::to_string(replay) + " of 64 calls" + (ok ? "" : ": " + why));
   }
-  if (exec != nullptr) TEST_CUDA(cudaGraphExecDestroy(exec));
-  if (graph != nullptr) TEST_CUDA(cudaGraphDestroy(graph));
+  graph.release();
   std::vector<void*> to_free;
   for (size_t k = 0; k < bufs.size(); ++k) {
     to_free.push_back(bufs[k].first);

@@ -209,10 +209,7 @@ void graph_replay(FusedCtx& x, Communicator& comm) {
   void *in = nullptr, *out = nullptr;
   TEST_CUDA(cudaMalloc(&in, size_t(1) << 20));
   TEST_CUDA(cudaMalloc(&out, size_t(1) << 20));
-  cudaGraph_t graph = nullptr;
-  cudaGraphExec_t exec = nullptr;
-  try {
-    TEST_CUDA(cudaStreamBeginCapture(x.s, cudaStreamCaptureModeThreadLocal));
+  CapturedGraph graph = capture_graph(x.s, [&] {
     for (Captured& k : calls) {
       if (k.plain) {
         comm.set_algo(k.plain->algo);
@@ -226,13 +223,9 @@ void graph_replay(FusedCtx& x, Communicator& comm) {
       comm.all_reduce_add_rmsnorm(k.bufs->args(x.next_case(comm, k.call), k.call.inplace), x.s);
       comm.set_norm_path(std::nullopt);
     }
-    TEST_CUDA(cudaStreamEndCapture(x.s, &graph));
-    TEST_CUDA(cudaGraphInstantiate(&exec, graph, 0));
-  } catch (const std::exception& e) {
-    x.record(false, std::string("graph capture: ") + e.what());
-    abandon_capture(x.s);
-  }
-  for (int replay = 0; exec != nullptr && replay < (x.opt.smoke ? 1 : 3); ++replay) {
+  });
+  if (!graph.error.empty()) x.record(false, "graph capture: " + graph.error);
+  for (int replay = 0; graph.exec != nullptr && replay < (x.opt.smoke ? 1 : 3); ++replay) {
     const uint64_t plain_seed = mix(991 + replay);
     for (Captured& k : calls) {
       if (k.plain) continue;
@@ -242,7 +235,7 @@ void graph_replay(FusedCtx& x, Communicator& comm) {
     }
     // Every plain call reads the same input; the last one's output is checked.
     fill(in, (size_t(1) << 20) / 2, DataType::kBFloat16, plain_seed, x.rank, Values::kSmallInt, x.s);
-    TEST_CUDA(cudaGraphLaunch(exec, x.s));
+    TEST_CUDA(cudaGraphLaunch(graph.exec, x.s));
     TEST_CUDA(cudaStreamSynchronize(x.s));
     bool ok = true;
     std::string why;
@@ -270,8 +263,7 @@ void graph_replay(FusedCtx& x, Communicator& comm) {
     x.record(ok, "graph_replay " + std::to_string(replay) + " of " + std::to_string(calls.size()) + " calls" +
                      (ok ? "" : ": " + why));
   }
-  if (exec != nullptr) TEST_CUDA(cudaGraphExecDestroy(exec));
-  if (graph != nullptr) TEST_CUDA(cudaGraphDestroy(graph));
+  graph.release();
   calls.clear();  // their buffers' cudaFree, before the meeting: a free after it can wait for a peer's next kernel
   free_then_meet(x.g, {in, out});
 }

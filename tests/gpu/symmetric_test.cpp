@@ -205,25 +205,18 @@ void graph_replay(Ctx& x, Communicator& comm) {
       calls.push_back({in, k % 3 == 0 ? in : out, d, count, false});
     }
   }
-  cudaGraph_t graph = nullptr;
-  cudaGraphExec_t exec = nullptr;
-  try {
-    TEST_CUDA(cudaStreamBeginCapture(x.s, cudaStreamCaptureModeThreadLocal));
+  CapturedGraph graph = capture_graph(x.s, [&] {
     for (const Captured& c : calls) comm.all_reduce(c.in, c.out, c.count, c.d, x.s);
-    TEST_CUDA(cudaStreamEndCapture(x.s, &graph));
-    TEST_CUDA(cudaGraphInstantiate(&exec, graph, 0));
-  } catch (const std::exception& e) {
-    x.record(false, std::string("graph capture: ") + e.what());
-    abandon_capture(x.s);
-  }
-  for (int replay = 0; exec != nullptr && replay < 3; ++replay) {
+  });
+  if (!graph.error.empty()) x.record(false, "graph capture: " + graph.error);
+  for (int replay = 0; graph.exec != nullptr && replay < 3; ++replay) {
     const uint64_t gseed = mix(999 + replay);
     for (size_t k = 0; k < calls.size(); ++k) {
       const Captured& c = calls[k];
       fill(c.in, c.count, c.d, gseed + k, x.rank, Values::kSmallInt, x.s);
       if (c.out != c.in) TEST_CUDA(cudaMemsetAsync(c.out, 0xff, c.count * dtype_size(c.d), x.s));
     }
-    TEST_CUDA(cudaGraphLaunch(exec, x.s));
+    TEST_CUDA(cudaGraphLaunch(graph.exec, x.s));
     TEST_CUDA(cudaStreamSynchronize(x.s));
     bool ok = true;
     std::string why;
@@ -243,8 +236,7 @@ void graph_replay(Ctx& x, Communicator& comm) {
     x.record(ok,
              "graph replay " + std::to_string(replay) + " of symmetric and ordinary calls" + (ok ? "" : ": " + why));
   }
-  if (exec != nullptr) TEST_CUDA(cudaGraphExecDestroy(exec));
-  if (graph != nullptr) TEST_CUDA(cudaGraphDestroy(graph));
+  graph.release();
   free_then_meet(x.g, plain);
 }
 

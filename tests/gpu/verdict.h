@@ -58,4 +58,37 @@ inline void abandon_capture(cudaStream_t stream) {
   (void)cudaGetLastError();
 }
 
+/// A CUDA graph captured on a stream and instantiated, or, when the capture failed, `error` and nothing to replay.
+struct CapturedGraph {
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  std::string error;  // empty when the capture succeeded
+
+  /// Destroys the executable and the graph. Called explicitly, before the ranks meet: it can wait for the device,
+  /// and between virtual ranks a peer's next kernel waits for this rank (free_then_meet).
+  void release() {
+    if (exec != nullptr) TEST_CUDA(cudaGraphExecDestroy(exec));
+    if (graph != nullptr) TEST_CUDA(cudaGraphDestroy(graph));
+    exec = nullptr;
+    graph = nullptr;
+  }
+};
+
+/// Captures what `body` enqueues on `stream` (thread-local mode) and instantiates it. A failure ends the capture
+/// (abandon_capture) and is returned in `error`, with no executable.
+template <typename F>
+CapturedGraph capture_graph(cudaStream_t stream, F&& body) {
+  CapturedGraph g;
+  try {
+    TEST_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    body();
+    TEST_CUDA(cudaStreamEndCapture(stream, &g.graph));
+    TEST_CUDA(cudaGraphInstantiate(&g.exec, g.graph, 0));
+  } catch (const std::exception& e) {
+    g.error = e.what();
+    abandon_capture(stream);
+  }
+  return g;
+}
+
 }  // namespace customar::test
