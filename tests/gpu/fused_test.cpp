@@ -337,8 +337,7 @@ void run_cases(FusedCtx& x, std::optional<Backend> cap, const char* label) {
 }
 
 int run_rank(Group& g, const FusedOptions& opt) {
-  const int device = rank_device(opt.world, g);
-  TEST_CUDA(cudaSetDevice(device));
+  const int device = start_rank(opt.world, g);
   RankStream stream(opt.world, g);
   // Room for the largest shape: 8192 x 16384 (8M elements with --quick, 1M with --smoke).
   const size_t elems = opt.smoke ? size_t(1) << 20 : opt.quick ? size_t(8) << 20 : size_t(8192) * 16384;
