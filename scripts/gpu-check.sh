@@ -50,7 +50,7 @@ if want reliability; then
     run "virtual-no-call-push1-w$n" CUSTOMAR_TIMEOUT_MS=2000 -- "$rel" no-call --virtual "$n" --count 512
   done
   run "virtual-check-mode-w5" CUSTOMAR_CHECK=1 -- "$rel" check-mode --virtual 5
-  for n in 2 7; do
+  for n in 2 5 7 8; do
     run "virtual-stress-w$n" -- "$rel" stress --virtual "$n" --calls 200000 --seconds 25
   done
   run "virtual-lifecycle-w4" -- "$rel" lifecycle --virtual 4 --iters 30

@@ -624,7 +624,7 @@ struct PyCommunicator {
     Tensor i = parse_tensor(in, "input", false, in_as);
     Tensor o = parse_tensor(out, "output", true, out_as);
     check_pair(i, o, c.device());
-    nb::gil_scoped_release release;  // the call only enqueues work
+    nb::gil_scoped_release release;  // virtual ranks may wait here for earlier calls, which wait for peers
     c.all_reduce(i.data, o.data, i.count, i.dtype, reinterpret_cast<cudaStream_t>(stream));
   }
 
@@ -668,7 +668,7 @@ struct PyCommunicator {
     a.hidden = static_cast<size_t>(x.shape[1]);
     a.dtype = x.dtype;
     a.eps = static_cast<float>(eps);
-    nb::gil_scoped_release release;  // the call only enqueues work
+    nb::gil_scoped_release release;  // virtual ranks may wait here for earlier calls, which wait for peers
     c.all_reduce_add_rmsnorm(a, reinterpret_cast<cudaStream_t>(stream));
   }
 

@@ -24,6 +24,7 @@
 #include "kernels/symmetric.h"
 #include "memory/symmetric_heap.h"
 #include "nccl/nccl_comm.h"
+#include "virtual/call_pacer.h"
 #include "virtual/reference.h"
 #include "virtual/virtual_group.h"
 
@@ -72,6 +73,7 @@ struct Communicator::Impl {
   // Ordering of successive eager calls, whatever streams they are issued on.
   bool has_last_call = false;
   cudaEvent_t order_event = nullptr;
+  std::unique_ptr<detail::CallPacer> pacer;  // virtual ranks: eager calls kept few ahead of the GPU (call_pacer.h)
   // Set once a kernel reported a timed-out wait: the communicator never runs again.
   int failed_rank = -1;
   // Set once a kernel found its symmetric buffer freed (a replayed graph): the communicator never runs again.
@@ -99,6 +101,7 @@ struct Communicator::Impl {
     if (kernels) build_buffers(topo, options);
     load_norm_kernels();
     CUSTOMAR_CUDA_CHECK(cudaEventCreateWithFlags(&order_event, cudaEventDisableTiming));
+    if (virtual_group != nullptr) pacer = std::make_unique<detail::CallPacer>();
     CUSTOMAR_INFO("INIT", "communicator rank %d/%d on device %d: backend %s (%s)", rank, world, dev,
                   std::string(backend_name(backend())).c_str(), reason.c_str());
   }
@@ -286,10 +289,12 @@ struct Communicator::Impl {
   // stream handle is kept past its call (the caller may destroy a stream once its calls are issued, and a new
   // stream that reuses its handle still waits). On the stream of the previous call the wait costs nothing.
   void order_after_last_call(cudaStream_t stream) {
+    if (pacer) pacer->wait_turn();
     if (has_last_call) CUSTOMAR_CUDA_CHECK(cudaStreamWaitEvent(stream, order_event, 0));
   }
   void record_call_end(cudaStream_t stream) {
     CUSTOMAR_CUDA_CHECK(cudaEventRecord(order_event, stream));
+    if (pacer) pacer->record(stream);
     has_last_call = true;
   }
 
