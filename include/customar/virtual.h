@@ -39,7 +39,9 @@ struct VirtualOptions {
 /// exception is printed and gives 1; a rank that ends makes the others' pending and later group calls fail with a
 /// TimeoutError naming it. nranks must be 1..8. Throws InvalidArgument for a bad rank count or device, CudaError
 /// when the device cannot be used, and for SmPartition::kGreenContexts when the driver cannot make the partition.
-/// Not reentrant: fn must not start another virtual world.
+/// Not reentrant: fn must not start another virtual world. A Communicator of a virtual world keeps each rank's eager
+/// calls at most 8 ahead of the GPU; fn should not queue hundreds of its own kernels between two collective calls
+/// without synchronising its stream (docs/virtual-ranks.md, "Queue depth").
 std::vector<RankExit> launch_virtual(int nranks, const std::function<int(Group&)>& fn,
                                      const VirtualOptions& options = {});
 

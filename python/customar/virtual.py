@@ -27,6 +27,10 @@ Rules a rank function follows, because its peers are threads of the same process
 - The first use of a kernel may load it into the context, and a load can wait for every running kernel, including a
   peer's all-reduce that waits for this rank: run the code once (e.g. with a world-size-1 communicator, or before the
   first all-reduce) before a rank depends on its peers, then group.barrier().
+- A rank's thread must not queue far ahead of its GPU: past about a thousand queued operations a launch blocks, and a
+  peer that has not launched the call this rank's kernels wait for may then never get to it. A Communicator keeps its
+  own calls at most 8 ahead of the GPU; a loop that queues hundreds of its own kernels between collective calls
+  synchronises the rank's stream now and then.
 """
 from __future__ import annotations
 
