@@ -71,10 +71,11 @@ if want plants && [ -x "$ab" ]; then
   "$ab" --dump-source "$out/v2-builtin.cu"
   for plant in $(lab/scripts/plant-bug.sh --list); do
     lab/scripts/plant-bug.sh "$plant" "$out/v2-builtin.cu" "$out/v2-$plant.cu" || continue
-    n=$(lab/scripts/plant-bug.sh --world "$plant")
+    n=$(lab/scripts/plant-bug.sh --world "$plant") p=$(lab/scripts/plant-bug.sh --partition "$plant")
     expect_failure "plant-$plant-w$n" CUSTOMAR_TIMEOUT_MS=2000 -- bash -c \
-      '"$1" --virtual "$2" --quick --v2-source "$3" && "$4" stress --virtual "$2" --seconds 20 --v2-source "$3"' \
-      plant "$test" "$n" "$out/v2-$plant.cu" "$rel"
+      '"$1" --virtual "$2" --partition "$5" --quick --v2-source "$3" &&
+       "$4" stress --virtual "$2" --partition "$5" --seconds 20 --v2-source "$3"' \
+      plant "$test" "$n" "$out/v2-$plant.cu" "$rel" "$p"
   done
   # What one GPU cannot show is recorded, not counted: docs/virtual-ranks.md says why.
   for plant in $(lab/scripts/plant-bug.sh --unseen); do

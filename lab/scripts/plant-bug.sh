@@ -2,16 +2,22 @@
 # Plants one known bug into a copy of the V2 device source, so that the test matrix can show it catches it
 # (scripts/gpu-check.sh runs allreduce_test --virtual N --v2-source PLANTED for each).
 #   lab/scripts/plant-bug.sh --list            the plants the virtual-rank matrix must catch
-#   lab/scripts/plant-bug.sh --unseen          plants one GPU does not show (cross-GPU memory ordering, a rank lapping
-#                                              a peer that still reads: docs/virtual-ranks.md)
+#   lab/scripts/plant-bug.sh --unseen          plants one GPU does not show (cross-GPU memory ordering:
+#                                              docs/virtual-ranks.md)
 #   lab/scripts/plant-bug.sh --world NAME      the world size that plant needs
+#   lab/scripts/plant-bug.sh --partition NAME  how the virtual ranks share the GPU for it (allreduce_test --partition)
 #   lab/scripts/plant-bug.sh NAME IN.cu OUT.cu writes the planted copy; fails if the source no longer has the target
 set -euo pipefail
 case "${1:-}" in
-  --list) echo "twoshot-partition push-no-rearm twoshot-no-second-barrier"; exit 0 ;;
-  --unseen) echo "pull-one-staging-buffer flags-gpu-scope"; exit 0 ;;
+  --list) echo "twoshot-partition push-no-rearm twoshot-no-second-barrier pull-one-staging-buffer"; exit 0 ;;
+  --unseen) echo "flags-gpu-scope"; exit 0 ;;
   --world)
-    case "$2" in twoshot-partition) echo 6 ;; push-no-rearm) echo 2 ;; pull-one-staging-buffer) echo 4 ;; *) echo 8 ;; esac
+    case "$2" in twoshot-partition) echo 6 ;; push-no-rearm) echo 2 ;; *) echo 8 ;; esac
+    exit 0 ;;
+  # A rank laps a peer only when their blocks run at different paces: with green contexts each rank's blocks own
+  # their SMs and keep pace; capped grids put blocks of several ranks on one SM.
+  --partition)
+    case "$2" in pull-one-staging-buffer) echo capped ;; *) echo auto ;; esac
     exit 0 ;;
 esac
 name="$1" in="$2" out="$3"
