@@ -2,6 +2,7 @@
 
 #include "check_kernels.h"
 #include "check_values.cuh"
+#include "norm_check.h"
 
 namespace customar::test {
 
@@ -99,6 +100,7 @@ void load_kernels() {
       TEST_CUDA(cudaFuncGetAttributes(&attr, reinterpret_cast<const void*>(&fill_kernel<T>)));
       TEST_CUDA(cudaFuncGetAttributes(&attr, reinterpret_cast<const void*>(&check_kernel<T>)));
     });
+  load_norm_check_kernels();
 }
 
 void reset_result(CheckResult* res, cudaStream_t s) {

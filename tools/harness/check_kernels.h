@@ -64,9 +64,9 @@ CheckResult check(const void* out, size_t n, DataType d, uint64_t seed, int worl
 /// stress loop checks every call and synchronises only now and then. `tol` = 0 demands exact sums (small integers).
 void check_async(const void* out, size_t n, DataType d, uint64_t seed, int world, Values kind, double tol,
                  cudaStream_t s, CheckResult* res);
-/// Loads every fill and check kernel into the current context now. Ranks that share a context (virtual ranks) call
-/// it before their first collective: a kernel loaded lazily at its first launch can wait for another rank's spinning
-/// all-reduce kernel, which waits for this rank.
+/// Loads every fill and check kernel (the norm checks' too) into the current context now. Ranks that share a context
+/// (virtual ranks) call it before their first collective: a kernel loaded lazily at its first launch can wait for
+/// another rank's spinning all-reduce kernel, which waits for this rank.
 void load_kernels();
 
 /// Zeroes `res` (asynchronously).

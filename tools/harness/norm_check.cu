@@ -136,6 +136,14 @@ void fill_norm_inputs(const NormCase& c, int rank, void* in, void* residual_in, 
   fill(gamma, c.hidden, c.dtype, c.seed ^ kGammaSeed, 0, Values::kUniform, s);
 }
 
+void load_norm_check_kernels() {
+  for (DataType d : {DataType::kFloat16, DataType::kBFloat16})
+    with_norm_type(d, [](auto t) {
+      cudaFuncAttributes attr{};
+      TEST_CUDA(cudaFuncGetAttributes(&attr, reinterpret_cast<const void*>(&check_norm_kernel<decltype(t)>)));
+    });
+}
+
 void check_norm_async(const NormCase& c, const void* residual_out, const void* norm_out, cudaStream_t s,
                       NormCheckResult* res) {
   const unsigned blocks = static_cast<unsigned>(c.tokens < 1024 ? c.tokens : 1024);

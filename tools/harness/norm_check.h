@@ -48,6 +48,8 @@ void fill_norm_inputs(const NormCase& c, int rank, void* in, void* residual_in, 
 void check_norm_async(const NormCase& c, const void* residual_out, const void* norm_out, cudaStream_t s,
                       NormCheckResult* res);
 void reset_norm_result(NormCheckResult* res, cudaStream_t s);
+/// Loads the norm check kernels into the current context now (load_kernels() calls it; see there why).
+void load_norm_check_kernels();
 /// Copies `res` to the host; synchronises `s`.
 NormCheckResult read_norm_result(const NormCheckResult* res, cudaStream_t s);
 
