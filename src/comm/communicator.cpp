@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <optional>
 
+#include "comm/call_order.h"
 #include "comm/custom_backend.h"
 #include "comm/lab_access.h"
 #include "common/check.h"
@@ -24,7 +25,6 @@
 #include "kernels/symmetric.h"
 #include "memory/symmetric_heap.h"
 #include "nccl/nccl_comm.h"
-#include "virtual/call_pacer.h"
 #include "virtual/reference.h"
 #include "virtual/virtual_group.h"
 
@@ -70,10 +70,9 @@ struct Communicator::Impl {
   std::unique_ptr<detail::CustomBackend> custom;
   std::unique_ptr<detail::Kernels> kernels;          // set for V1 and V2
   std::unique_ptr<detail::SymmetricHeap> symmetric;  // made by the first alloc_symmetric()
-  // Ordering of successive eager calls, whatever streams they are issued on.
-  bool has_last_call = false;
-  cudaEvent_t order_event = nullptr;
-  std::unique_ptr<detail::CallPacer> pacer;  // virtual ranks: eager calls kept few ahead of the GPU (call_pacer.h)
+  // Eager calls run in issue order, whatever streams they are issued on: a custom kernel of call k+1 reuses call
+  // k-1's staging buffer.
+  std::unique_ptr<detail::CallOrder> order;
   // Set once a kernel reported a timed-out wait: the communicator never runs again.
   int failed_rank = -1;
   // Set once a kernel found its symmetric buffer freed (a replayed graph): the communicator never runs again.
@@ -100,8 +99,7 @@ struct Communicator::Impl {
     if (backend() == Backend::kV1) kernels = detail::make_v1_kernels(world);
     if (kernels) build_buffers(topo, options);
     load_norm_kernels();
-    CUSTOMAR_CUDA_CHECK(cudaEventCreateWithFlags(&order_event, cudaEventDisableTiming));
-    if (virtual_group != nullptr) pacer = std::make_unique<detail::CallPacer>();
+    order = std::make_unique<detail::CallOrder>(virtual_group != nullptr ? detail::kVirtualCallsInFlight : 0);
     CUSTOMAR_INFO("INIT", "communicator rank %d/%d on device %d: backend %s (%s)", rank, world, dev,
                   std::string(backend_name(backend())).c_str(), reason.c_str());
   }
@@ -133,7 +131,6 @@ struct Communicator::Impl {
     kernels.reset();
     if (peer_left && fallback) fallback->abort_on_destroy();
     fallback.reset();
-    if (order_event != nullptr) (void)cudaEventDestroy(order_event);
   }
 
   Backend backend() const { return facts.backend; }
@@ -277,25 +274,11 @@ struct Communicator::Impl {
                             " bytes for " + std::string(dtype_name(dtype)) + ")");
   }
 
-  // Whether `stream` is being captured into a graph: captured calls are ordered by the graph, not by order_event.
+  // Whether `stream` is being captured into a graph: captured calls are ordered by the graph, not by `order`.
   static bool is_capturing(cudaStream_t stream) {
     cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
     CUSTOMAR_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
     return capture != cudaStreamCaptureStatusNone;
-  }
-
-  // Calls must run in issue order: a custom kernel of call k+1 reuses call k-1's staging buffer. Each eager call
-  // records its end on its own stream and waits for the previous call's record, whatever stream that was on: no
-  // stream handle is kept past its call (the caller may destroy a stream once its calls are issued, and a new
-  // stream that reuses its handle still waits). On the stream of the previous call the wait costs nothing.
-  void order_after_last_call(cudaStream_t stream) {
-    if (pacer) pacer->wait_turn();
-    if (has_last_call) CUSTOMAR_CUDA_CHECK(cudaStreamWaitEvent(stream, order_event, 0));
-  }
-  void record_call_end(cudaStream_t stream) {
-    CUSTOMAR_CUDA_CHECK(cudaEventRecord(order_event, stream));
-    if (pacer) pacer->record(stream);
-    has_last_call = true;
   }
 
   // ---- symmetric memory ----
@@ -411,7 +394,7 @@ struct Communicator::Impl {
         CUSTOMAR_CUDA_CHECK(cudaMemcpyAsync(out, in, count * dtype_size(dtype), cudaMemcpyDeviceToDevice, stream));
       return;
     }
-    if (!capturing) order_after_last_call(stream);
+    if (!capturing) order->before(stream);
     const detail::Plan p = detail::plan_launch(facts, limits, count, dtype, use.buffers);
     // Captured calls log under GRAPH, eager ones under COLL, so a replayed graph's calls can be told from eager ones.
     CUSTOMAR_TRACE(capturing ? "GRAPH" : "COLL", "all_reduce %zu x %s: %s (%s)%s", count,
@@ -421,7 +404,7 @@ struct Communicator::Impl {
       kernels->launch(p, custom->handle(), in, out, dtype, stream);
     else
       fallback->all_reduce(in, out, count, dtype, stream);
-    if (!capturing) record_call_end(stream);
+    if (!capturing) order->after(stream);
   }
 
   // ---- all-reduce + residual add + RMSNorm ----------------------------------------------------------------------
@@ -467,7 +450,7 @@ struct Communicator::Impl {
                                  stream);
       return;
     }
-    if (!capturing) order_after_last_call(stream);
+    if (!capturing) order->before(stream);
     const detail::NormPlan p = detail::plan_norm_launch(facts, limits, a.tokens, a.hidden, a.dtype, a.fp8_out);
     CUSTOMAR_TRACE(capturing ? "GRAPH" : "COLL", "all_reduce_add_rmsnorm %zu x %zu %s%s: %s, %s (%s)%s", a.tokens,
                    a.hidden, std::string(dtype_name(a.dtype)).c_str(), a.fp8_out ? " -> fp8" : "",
@@ -483,7 +466,7 @@ struct Communicator::Impl {
         fallback->all_reduce(a.in, a.in, a.tokens * a.hidden, a.dtype, stream);
       detail::launch_add_rmsnorm(call, a.dtype, p.norm_grid, p.norm_pdl, stream);
     }
-    if (!capturing) record_call_end(stream);
+    if (!capturing) order->after(stream);
   }
 };
 
