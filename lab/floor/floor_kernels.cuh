@@ -234,10 +234,7 @@ __global__ void read_stream(Stream p) {
 // launch can wait for the context's running kernels, and virtual ranks share one (kernels/kernels.h).
 template <typename... K>
 inline void load_kernels(K... kernels) {
-  for (const void* k : {reinterpret_cast<const void*>(kernels)...}) {
-    cudaFuncAttributes attr{};
-    TEST_CUDA(cudaFuncGetAttributes(&attr, k));
-  }
+  for (const void* k : {reinterpret_cast<const void*>(kernels)...}) customar::test::load_kernel(k);
 }
 
 inline void load_floor_kernels(int world) {

@@ -96,24 +96,23 @@ void load_kernels() {
   for (int d = 0; d < kDataTypeCount; ++d)
     with_device_type(static_cast<DataType>(d), [](auto t) {
       using T = decltype(t);
-      cudaFuncAttributes attr{};
-      TEST_CUDA(cudaFuncGetAttributes(&attr, reinterpret_cast<const void*>(&fill_kernel<T>)));
-      TEST_CUDA(cudaFuncGetAttributes(&attr, reinterpret_cast<const void*>(&check_kernel<T>)));
+      load_kernel(reinterpret_cast<const void*>(&fill_kernel<T>));
+      load_kernel(reinterpret_cast<const void*>(&check_kernel<T>));
     });
   load_norm_check_kernels();
 }
 
-void reset_result(CheckResult* res, cudaStream_t s) {
-  static const CheckResult init{0, 0, 0, 0, ~0ull};
-  TEST_CUDA(cudaMemcpyAsync(res, &init, sizeof(init), cudaMemcpyHostToDevice, s));
+void load_kernel(const void* kernel) {
+  cudaFuncAttributes attr{};
+  TEST_CUDA(cudaFuncGetAttributes(&attr, kernel));
 }
 
-CheckResult read_result(const CheckResult* res, cudaStream_t s) {
-  CheckResult h{};
-  TEST_CUDA(cudaMemcpyAsync(&h, res, sizeof(h), cudaMemcpyDeviceToHost, s));
-  TEST_CUDA(cudaStreamSynchronize(s));
-  return h;
+void reset_result(CheckResult* res, cudaStream_t s) {
+  static const CheckResult init{0, 0, 0, 0, ~0ull};
+  write_device_result(res, init, s);
 }
+
+CheckResult read_result(const CheckResult* res, cudaStream_t s) { return read_device_result(res, s); }
 
 void check_async(const void* out, size_t n, DataType d, uint64_t seed, int world, Values kind, double tol,
                  cudaStream_t s, CheckResult* res) {

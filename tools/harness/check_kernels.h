@@ -68,6 +68,22 @@ void check_async(const void* out, size_t n, DataType d, uint64_t seed, int world
 /// (virtual ranks) call it before their first collective: a kernel loaded lazily at its first launch can wait for
 /// another rank's spinning all-reduce kernel, which waits for this rank.
 void load_kernels();
+/// Loads one kernel into the current context now (load_kernels() says why).
+void load_kernel(const void* kernel);
+
+/// Writes `init` (static storage) into the device result `res`, asynchronously on `s`.
+template <typename R>
+void write_device_result(R* res, const R& init, cudaStream_t s) {
+  TEST_CUDA(cudaMemcpyAsync(res, &init, sizeof(R), cudaMemcpyHostToDevice, s));
+}
+/// Copies the device result `res` to the host; synchronises `s`.
+template <typename R>
+R read_device_result(const R* res, cudaStream_t s) {
+  R h{};
+  TEST_CUDA(cudaMemcpyAsync(&h, res, sizeof(R), cudaMemcpyDeviceToHost, s));
+  TEST_CUDA(cudaStreamSynchronize(s));
+  return h;
+}
 
 /// Zeroes `res` (asynchronously).
 void reset_result(CheckResult* res, cudaStream_t s);

@@ -138,10 +138,7 @@ void fill_norm_inputs(const NormCase& c, int rank, void* in, void* residual_in, 
 
 void load_norm_check_kernels() {
   for (DataType d : {DataType::kFloat16, DataType::kBFloat16})
-    with_norm_type(d, [](auto t) {
-      cudaFuncAttributes attr{};
-      TEST_CUDA(cudaFuncGetAttributes(&attr, reinterpret_cast<const void*>(&check_norm_kernel<decltype(t)>)));
-    });
+    with_norm_type(d, [](auto t) { load_kernel(reinterpret_cast<const void*>(&check_norm_kernel<decltype(t)>)); });
 }
 
 void check_norm_async(const NormCase& c, const void* residual_out, const void* norm_out, cudaStream_t s,
@@ -157,15 +154,10 @@ void check_norm_async(const NormCase& c, const void* residual_out, const void* n
 
 void reset_norm_result(NormCheckResult* res, cudaStream_t s) {
   static const NormCheckResult init{0, 0, ~0ull, 0, 0.0};
-  TEST_CUDA(cudaMemcpyAsync(res, &init, sizeof(init), cudaMemcpyHostToDevice, s));
+  write_device_result(res, init, s);
 }
 
-NormCheckResult read_norm_result(const NormCheckResult* res, cudaStream_t s) {
-  NormCheckResult h{};
-  TEST_CUDA(cudaMemcpyAsync(&h, res, sizeof(h), cudaMemcpyDeviceToHost, s));
-  TEST_CUDA(cudaStreamSynchronize(s));
-  return h;
-}
+NormCheckResult read_norm_result(const NormCheckResult* res, cudaStream_t s) { return read_device_result(res, s); }
 
 NormBuffers::NormBuffers(size_t elems) : elems_(elems) {
   for (void** p : {&in_, &res_in_, &res_out_, &norm_out_}) TEST_CUDA(cudaMalloc(p, elems * 2));
